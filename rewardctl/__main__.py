@@ -1,0 +1,3 @@
+from rewardctl.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""The command line. It parses arguments and calls into the library; nothing else.
+
+Exit codes (a contract; also in the README):
+  0  done
+  1  a threshold (--fail-under or the spec's thresholds) was not met
+  2  bad usage or bad input (spec, dataset, options)
+  3  the run could not complete (model failed to load, every row failed, interrupted)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rewardctl import __version__
+from rewardctl.errors import EXIT_RUN_FAILED, EXIT_THRESHOLD, RewardctlError, one_line
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done; 1 a threshold (--fail-under or the spec's thresholds) not met; "
+    "2 bad usage or bad input; 3 the run could not complete."
+)
+
+app = typer.Typer(
+    name="rewardctl",
+    help="Evaluate and optimize LM programs from a YAML spec. " + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rewardctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    sys.stderr.write(f"rewardctl: error: {message}\n")
+    sys.stderr.flush()
+    return typer.Exit(code)
+
+
+def _run(fn):
+    """Run a command body: library errors become one line on stderr and their exit code."""
+    try:
+        return fn()
+    except RewardctlError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", EXIT_RUN_FAILED) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if os.environ.get("REWARDCTL_DEBUG"):
+            raise
+        raise _fail(f"internal error: {one_line(f'{type(exc).__name__}: {exc}')} "
+                    "(set REWARDCTL_DEBUG=1 for the traceback)", EXIT_RUN_FAILED) from None
+
+
+SpecArg = Annotated[Path, typer.Argument(help="The program spec (YAML).", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and nothing else).")]
+
+
+@app.command()
+def validate(spec: SpecArg, json_out: JsonOpt = False) -> None:
+    """Check a spec: YAML, keys, types, demos, masks. Errors name the file, line and field."""
+    from rewardctl.console import DataChannel, stderr_console
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        with DataChannel() as data:
+            program = load_spec(spec)
+            rewards = [r.display_name for r in program.reward_configs()]
+            info = {"valid": True, "path": str(spec), "name": program.name, "model": program.model.name,
+                    "inputs": list(program.inputs), "outputs": list(program.outputs),
+                    "examples": len(program.examples), "rewards": rewards,
+                    "metrics": [m.display_name for m in program.metrics],
+                    "fingerprint": program.fingerprint()}
+            if json_out:
+                data.write(json.dumps(info) + "\n")
+            else:
+                default = "" if program.rewards else " (default)"
+                stderr_console().print(
+                    f"ok: {spec}: program '{program.name}' on {program.model.name}; "
+                    f"inputs {', '.join(program.inputs)} -> outputs {', '.join(program.outputs)}; "
+                    f"{len(program.examples)} examples; rewards {', '.join(rewards)}{default}",
+                    highlight=False, markup=False, soft_wrap=True)
+
+    _run(body)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format (for editors: yaml-language-server)."""
+    from rewardctl.spec import spec_json_schema
+
+    typer.echo(json.dumps(spec_json_schema(), indent=2))
+
+
+@app.command("eval", epilog=EXIT_CODES_HELP)
+def eval_command(
+    spec: SpecArg,
+    data: Annotated[str, typer.Option("--data", "-d", help="JSONL dataset; '-' reads stdin.",
+                                      show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write predictions.jsonl, report.json and report.md here.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=0, help="Evaluate only the first N rows.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = 8,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache (neither read nor write).")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Response cache folder [default: ~/.cache/rewardctl/responses].")] = None,
+    fail_under: Annotated[Optional[float], typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
+    json_out: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")] = False,
+) -> None:
+    """Run the program over a dataset, score every output, write predictions and a report."""
+    import asyncio
+
+    from rewardctl.console import DataChannel, print_summary, stderr_console
+    from rewardctl.evaluate import EvalOptions, evaluate
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        console = stderr_console()
+        with DataChannel() as channel:
+            program_spec = load_spec(spec)
+            options = EvalOptions(data=data, out_dir=str(out) if out else None, limit=limit,
+                                  concurrency=concurrency, use_cache=not no_cache,
+                                  cache_dir=str(cache_dir) if cache_dir else None,
+                                  skip_invalid=skip_invalid, fail_under=fail_under)
+            report = asyncio.run(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
+                program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress)))
+            if not quiet:
+                print_summary(console, report)
+            if json_out:
+                channel.write(report.model_dump_json(indent=2) + "\n")
+        if not report.passed:
+            raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
+
+
+async def _with_progress(console, quiet: bool, start):
+    """Run ``start(on_start, on_progress)`` under a rich progress bar on stderr."""
+    if quiet:
+        return await start(None, None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("reward {task.fields[reward]}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("eval", total=None, reward="-")
+
+        def on_start(total):
+            progress.update(task, total=total)
+
+        def on_progress(done, total, stats):
+            mean = stats.total.running_mean
+            progress.update(task, completed=done, reward="-" if mean is None else f"{mean:.3f}")
+
+        return await start(on_start, on_progress)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""JSONL datasets, streamed line by line (never loaded whole).
+
+Each line is a JSON object holding the input fields and the ground-truth output fields; any
+other keys are kept as ``meta`` and carried into the predictions. A bad line raises an
+:class:`InputError` naming ``file:line``; with ``skip_invalid`` it is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from rewardctl.datamodel import DataModel, ValueProblem, check_fields
+from rewardctl.errors import InputError, one_line
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Row:
+    index: int  # 0-based position among the rows that were read
+    line: int  # 1-based line in the file
+    inputs: dict[str, Any]
+    y_true: dict[str, Any] | None
+    meta: dict[str, Any]
+
+
+@dataclass
+class ReadStats:
+    rows: int = 0
+    skipped: int = 0
+    skipped_examples: list[str] = field(default_factory=list)  # the first few messages
+
+    def skip(self, message: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_examples) < 10:
+            self.skipped_examples.append(message)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_line(text: str) -> Any:
+    """json.loads that refuses NaN and Infinity (not JSON, and they poison every mean)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def open_binary(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a JSONL file", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+
+
+def iter_json_objects(path: str, *, skip_invalid: bool = False,
+                      stats: ReadStats | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file (``-``: stdin)."""
+    stats = stats if stats is not None else ReadStats()
+    label = "<stdin>" if path == "-" else path
+    stream = open_binary(path)
+    try:
+        line_no = 0
+        while True:
+            raw = stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                break
+            line_no += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                # Skip the rest of the oversized line before reporting it.
+                while raw and not raw.endswith(b"\n"):
+                    raw = stream.readline(MAX_LINE_BYTES + 1)
+                problem = f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB"
+                if not skip_invalid:
+                    raise InputError(problem, path=label, line=line_no)
+                stats.skip(f"{label}:{line_no}: {problem}")
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problem = "not valid UTF-8"
+                if not skip_invalid:
+                    raise InputError(problem, path=label, line=line_no) from None
+                stats.skip(f"{label}:{line_no}: {problem}")
+                continue
+            if line_no == 1:
+                text = text.removeprefix("\ufeff")
+            if not text.strip():
+                continue
+            try:
+                obj = parse_json_line(text)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            except (ValueError, RecursionError) as exc:
+                problem = f"invalid JSON: {one_line(exc, 200)}"
+                if not skip_invalid:
+                    raise InputError(problem, path=label, line=line_no) from None
+                stats.skip(f"{label}:{line_no}: {problem}")
+                continue
+            yield line_no, obj
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def read_rows(path: str, inputs: DataModel, outputs: DataModel, *, skip_invalid: bool = False,
+              limit: int | None = None, require_outputs: bool = True,
+              stats: ReadStats | None = None) -> Iterator[Row]:
+    """Stream the dataset's rows, checked against the spec's input and output data models."""
+    stats = stats if stats is not None else ReadStats()
+    label = "<stdin>" if path == "-" else path
+    if limit is not None and limit <= 0:
+        return
+    for line_no, obj in iter_json_objects(path, skip_invalid=skip_invalid, stats=stats):
+        try:
+            row_inputs = check_fields(obj, inputs, lax=False)
+            y_true = None
+            if require_outputs or any(name in obj for name in outputs):
+                y_true = check_fields(obj, outputs, lax=False)
+        except ValueProblem as problem:
+            message = problem.message
+            if message == "missing":
+                known = "input" if problem.path.split(".")[0] in inputs else "output"
+                message = f"missing {known} field"
+            if not skip_invalid:
+                raise InputError(message, path=label, line=line_no, field=problem.path) from None
+            stats.skip(f"{label}:{line_no}: {problem.path}: {message}")
+            continue
+        meta = {k: v for k, v in obj.items() if k not in inputs and k not in outputs}
+        yield Row(stats.rows, line_no, row_inputs, y_true, meta)
+        stats.rows += 1
+        if limit is not None and stats.rows >= limit:
+            return
+
+
+def count_lines(path: str, limit: int | None = None) -> int | None:
+    """Quick count of non-blank lines (for a progress total); None for stdin or on error."""
+    if path == "-" or not Path(path).is_file():
+        return None
+    try:
+        count = 0
+        with open(path, "rb") as stream:
+            for raw in stream:
+                if raw.strip():
+                    count += 1
+    except OSError:
+        return None
+    return min(count, limit) if limit is not None else count

@@ -1,0 +1,239 @@
+"""``rewardctl eval``: run a program over a dataset, score every output, write predictions and a report.
+
+The pipeline streams: rows are read lazily, at most ``concurrency`` requests are in flight and
+at most a bounded window of rows is held in memory; results are written in input order, scored
+in batches (so batched rewards such as embeddings batch), and flushed as they go. Every input row
+appears in predictions.jsonl, failed ones with their error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
+from rewardctl.errors import RunError
+from rewardctl.io import JsonlWriter, atomic_write_json, atomic_write_text
+from rewardctl.lm.cache import ResponseCache
+from rewardctl.lm.client import LMClient
+from rewardctl.paths import responses_dir
+from rewardctl.program import Prediction, Program
+from rewardctl.report import (DataInfo, EvalReport, SeriesStats, SpecInfo, Summary, Usage,
+                              check_thresholds, render_markdown)
+from rewardctl.scoring import RunStats, Scorer
+from rewardctl.spec import ProgramSpec
+
+SCORE_BATCH = 64
+
+
+@dataclass
+class EvalOptions:
+    data: str
+    out_dir: str | None = None
+    limit: int | None = None
+    concurrency: int = 8
+    use_cache: bool = True
+    cache_dir: str | None = None
+    skip_invalid: bool = False
+    fail_under: float | None = None
+
+
+ProgressCallback = Callable[[int, int | None, RunStats], None]
+
+
+def prediction_record(row: Row, pred: Prediction, scores) -> dict[str, Any]:
+    record = {
+        "index": row.index,
+        "line": row.line,
+        "inputs": row.inputs,
+        "y_true": row.y_true,
+        "y_pred": pred.y_pred,
+        "rewards": scores.rewards,
+        "metrics": scores.metrics,
+        "reward": scores.reward,
+        "status": "ok" if pred.ok else "error",
+        "error": pred.error,
+        "latency_s": round(pred.latency_s, 4),
+        "tokens": {"prompt": pred.prompt_tokens, "completion": pred.completion_tokens},
+        "cached": pred.cached,
+        "attempts": pred.attempts,
+    }
+    if pred.raw is not None:
+        record["raw"] = pred.raw
+    if row.meta:
+        record["meta"] = row.meta
+    return record
+
+
+def build_report(*, kind: str, spec: ProgramSpec, spec_path: str | None, data_path: str,
+                 stats: RunStats, read_stats: ReadStats, scorer: Scorer, wall: float,
+                 limit: int | None, fail_under: float | None, usage: Usage | None,
+                 outputs: dict[str, str]) -> EvalReport:
+    reward_means = {n: s.summary()["mean"] for n, s in stats.rewards.items()}
+    metric_means = {n: s.summary()["mean"] for n, s in stats.metrics.items()}
+    summary = Summary(
+        count=stats.rows, ok=stats.rows - stats.errors, errors=stats.errors,
+        skipped=read_stats.skipped, error_rate=(stats.errors / stats.rows) if stats.rows else 0.0,
+        reward=stats.total.summary()["mean"], rewards=reward_means, metrics=metric_means,
+    )
+    thresholds = check_thresholds(summary, spec.thresholds, fail_under)
+    return EvalReport(
+        kind=kind, wall_time_s=round(wall, 3),
+        spec=SpecInfo(path=spec_path, name=spec.name, fingerprint=spec.fingerprint(), model=spec.model.name),
+        data=DataInfo(path=data_path, rows=stats.rows, skipped=read_stats.skipped, limit=limit),
+        summary=summary,
+        stats={
+            "reward": SeriesStats(**stats.total.summary()).model_dump(),
+            "rewards": {n: SeriesStats(**s.summary()).model_dump() for n, s in stats.rewards.items()},
+            "metrics": {n: SeriesStats(**s.summary()).model_dump() for n, s in stats.metrics.items()},
+        },
+        weights={r.name: r.weight for r in scorer.rewards},
+        latency_s=stats.latency_summary(),
+        usage=usage,
+        thresholds=thresholds,
+        passed=all(t.passed for t in thresholds),
+        errors=stats.error_rows,
+        skipped_examples=read_stats.skipped_examples,
+        outputs=outputs,
+    )
+
+
+def write_outputs(out_dir: Path, report: EvalReport) -> None:
+    atomic_write_json(out_dir / "report.json", report.model_dump(mode="json"))
+    atomic_write_text(out_dir / "report.md", render_markdown(report))
+
+
+def prevalidate(spec: ProgramSpec, options: EvalOptions) -> int | None:
+    """Check every line of a dataset file before spending any model call on it; returns the row
+    count (for the progress bar). Streams, so memory stays flat. Skipped for stdin."""
+    if options.data == "-":
+        return None
+    stats = ReadStats()
+    count = 0
+    for _ in read_rows(options.data, spec.inputs, spec.outputs, skip_invalid=options.skip_invalid,
+                       limit=options.limit, stats=stats):
+        count += 1
+    return count
+
+
+async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | None = None,
+                   program: Program | None = None, on_progress: ProgressCallback | None = None,
+                   on_start: Callable[[int | None], None] | None = None) -> EvalReport:
+    started = time.perf_counter()
+    total = prevalidate(spec, options)
+    if total is None:
+        total = count_lines(options.data, options.limit)
+    if on_start is not None:
+        on_start(total)
+    program = program or Program(spec)
+    scorer = Scorer(spec.reward_configs(), spec.metrics)
+    cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
+    client = LMClient(spec.model, cache)
+    read_stats = ReadStats()
+    stats = RunStats(scorer.reward_names, scorer.metric_names)
+    out_dir = Path(options.out_dir) if options.out_dir else None
+    writer = JsonlWriter(out_dir / "predictions.jsonl") if out_dir else None
+    concurrency = max(1, options.concurrency)
+    window = asyncio.Semaphore(concurrency * 4)  # rows read but not yet written
+    in_flight = asyncio.Semaphore(concurrency)
+    pending: deque[tuple[Row, asyncio.Task]] = deque()
+    arrived = asyncio.Event()
+    producing_done = False
+    fatal: list[str] = []
+
+    async def predict(row: Row) -> Prediction:
+        async with in_flight:
+            if fatal:
+                return Prediction(None, error=f"not run: {fatal[0]}")
+            pred = await program.predict(row.inputs, client, use_cache=options.use_cache)
+            if pred.fatal and not fatal:
+                fatal.append(pred.error or "provider error")
+            return pred
+
+    async def produce() -> None:
+        nonlocal producing_done
+        try:
+            for row in read_rows(options.data, spec.inputs, spec.outputs,
+                                 skip_invalid=options.skip_invalid, limit=options.limit,
+                                 stats=read_stats):
+                await window.acquire()
+                pending.append((row, asyncio.create_task(predict(row))))
+                arrived.set()
+                if fatal:
+                    break
+        finally:
+            producing_done = True
+            arrived.set()
+
+    async def flush(batch: list[tuple[Row, Prediction]]) -> None:
+        if not batch:
+            return
+        scores = await scorer.score([r.y_true or {} for r, _ in batch],
+                                    [p.y_pred if p.ok else None for _, p in batch])
+        for (row, pred), row_scores in zip(batch, scores):
+            if writer is not None:
+                writer.write(prediction_record(row, pred, row_scores))
+            stats.add(row_scores, ok=pred.ok, error=pred.error, index=row.index, line=row.line,
+                      latency_s=pred.latency_s, cached=pred.cached,
+                      prompt_tokens=pred.prompt_tokens, completion_tokens=pred.completion_tokens)
+            window.release()
+        if writer is not None:
+            writer.flush()
+        if on_progress is not None:
+            on_progress(stats.rows, total, stats)
+        batch.clear()
+
+    async def consume() -> None:
+        batch: list[tuple[Row, Prediction]] = []
+        while True:
+            while not pending:
+                if producing_done:
+                    await flush(batch)
+                    return
+                arrived.clear()
+                await arrived.wait()
+            row, task = pending.popleft()
+            batch.append((row, await task))
+            if len(batch) >= SCORE_BATCH or not pending or not pending[0][1].done():
+                await flush(batch)
+
+    producer = asyncio.create_task(produce())
+    try:
+        await asyncio.gather(producer, consume())
+    except BaseException:
+        producer.cancel()
+        for _, task in pending:
+            task.cancel()
+        if writer is not None:
+            writer.close()
+        raise
+    finally:
+        if cache is not None:
+            cache.close()
+
+    if fatal:
+        if writer is not None:
+            writer.close()
+        raise RunError(f"stopped: {fatal[0]}")
+    outputs: dict[str, str] = {}
+    if writer is not None and out_dir is not None:
+        writer.commit()
+        outputs = {"predictions": str(out_dir / "predictions.jsonl"),
+                   "report": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")}
+    usage = Usage(requests=client.requests, cached_rows=stats.cached_rows,
+                  prompt_tokens=client.prompt_tokens, completion_tokens=client.completion_tokens)
+    report = build_report(kind="eval", spec=spec, spec_path=spec_path, data_path=options.data,
+                          stats=stats, read_stats=read_stats, scorer=scorer,
+                          wall=time.perf_counter() - started, limit=options.limit,
+                          fail_under=options.fail_under, usage=usage, outputs=outputs)
+    if out_dir is not None:
+        write_outputs(out_dir, report)
+    if stats.rows and stats.errors == stats.rows:
+        first = stats.error_rows[0]["error"] if stats.error_rows else "unknown error"
+        raise RunError(f"every row failed ({stats.rows}); first error: {first}")
+    return report

@@ -1,0 +1,73 @@
+"""File output: atomic writes, and JSONL streams that are only published when complete.
+
+A crash (even kill -9) leaves every output either in its old or its new state: content goes to
+a temporary file in the same folder, is fsynced, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n")
+
+
+class JsonlWriter:
+    """Appends JSON lines to ``<path>.partial``, flushed per batch; ``commit()`` renames it to
+    ``path``. An interrupted run leaves whole lines in the .partial file and ``path`` untouched."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self._handle: IO[str] | None = open(self.partial, "w", encoding="utf-8")
+        self.lines = 0
+
+    def write(self, obj: Any) -> None:
+        assert self._handle is not None
+        self._handle.write(dumps(obj) + "\n")
+        self.lines += 1
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+
+    def commit(self) -> None:
+        if self._handle is None:
+            return
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._handle = None
+        os.replace(self.partial, self.path)
+
+    def close(self) -> None:
+        """Close without publishing (the .partial file stays for inspection or resume)."""
+        if self._handle is not None:
+            self._handle.flush()
+            self._handle.close()
+            self._handle = None

@@ -1,0 +1,137 @@
+"""The LM client: every call goes through ``litellm.acompletion``, behind the response cache."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rewardctl.errors import InputError, RunError, one_line
+from rewardctl.lm.cache import ResponseCache, cache_key
+from rewardctl.prompting import Request
+from rewardctl.spec import ModelConfig
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+    latency_s: float
+
+
+class ProviderError(Exception):
+    """A request failed. ``fatal`` ones (bad key, unknown model) would fail every row alike."""
+
+    def __init__(self, message: str, *, fatal: bool = False):
+        super().__init__(message)
+        self.fatal = fatal
+
+
+_FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
+
+
+class LMClient:
+    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None):
+        self.config = config
+        self.cache = cache
+        self.requests = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._api_key = self._read_api_key()
+
+    def _read_api_key(self) -> str | None:
+        name = self.config.api_key_env
+        if not name:
+            return None
+        value = os.environ.get(name)
+        if not value:
+            raise InputError(f"the environment variable {name} is not set", field="model.api_key_env")
+        return value
+
+    def params(self, request: Request, *, grammar: str | None = None,
+               response_format: dict[str, Any] | None = None,
+               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The sampling parameters of one call (the cache key is built from these)."""
+        cfg = self.config
+        params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        for name in ("top_p", "top_k", "seed"):
+            value = getattr(cfg, name)
+            if value is not None:  # 0 is a valid seed and a valid top_k
+                params[name] = value
+        stop = list(request.stop) + [s for s in (cfg.stop or []) if s not in request.stop]
+        if stop:
+            params["stop"] = stop
+        if cfg.api_base:
+            params["api_base"] = cfg.api_base
+        params.update(cfg.extra)
+        if grammar is not None:
+            params["grammar"] = grammar
+        if response_format is not None:
+            params["response_format"] = response_format
+        if overrides:
+            params.update(overrides)
+        return params
+
+    async def complete(self, request: Request, *, grammar: str | None = None,
+                       response_format: dict[str, Any] | None = None,
+                       overrides: dict[str, Any] | None = None, use_cache: bool = True,
+                       sample: int = 0) -> Completion:
+        params = self.params(request, grammar=grammar, response_format=response_format,
+                             overrides=overrides)
+        key = None
+        if self.cache is not None and use_cache:
+            key = cache_key({"model": self.config.name, "messages": request.messages,
+                             "params": params, "sample": sample})
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Completion(hit["text"], hit.get("finish_reason", "stop"),
+                                  hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0),
+                                  cached=True, latency_s=0.0)
+        completion = await self._call(request, params)
+        if key is not None:
+            self.cache.set(key, {"text": completion.text, "finish_reason": completion.finish_reason,
+                                 "prompt_tokens": completion.prompt_tokens,
+                                 "completion_tokens": completion.completion_tokens})
+        return completion
+
+    async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
+        from rewardctl.lm.litellm_setup import get_litellm
+
+        litellm = get_litellm()
+        started = time.perf_counter()
+        kwargs = dict(params)
+        if not self.config.is_local:
+            kwargs["drop_params"] = True  # e.g. top_k or seed where a provider lacks them
+        if self._api_key is not None:
+            kwargs["api_key"] = self._api_key
+        try:
+            response = await litellm.acompletion(
+                model=self.config.name, messages=request.messages, timeout=self.config.timeout,
+                num_retries=0, **kwargs,
+            )
+        except RunError:
+            raise
+        except Exception as exc:  # litellm maps provider failures to its own exception classes
+            name = type(exc).__name__
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, RunError):
+                raise cause from None
+            message = one_line(f"{name}: {exc}", 400)
+            if self._api_key:
+                message = message.replace(self._api_key, "***")
+            raise ProviderError(message, fatal=name in _FATAL) from None
+        latency = time.perf_counter() - started
+        choice = response.choices[0]
+        text = choice.message.content or ""
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        self.requests += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        return Completion(text, choice.finish_reason or "stop", prompt_tokens, completion_tokens,
+                          cached=False, latency_s=latency)

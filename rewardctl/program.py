@@ -1,0 +1,153 @@
+"""A program: the spec's data models and model, plus its trainable state (instructions and demos).
+
+``Program.predict(inputs, client)`` renders the request, calls the model, and parses the reply
+into the outputs data model. A reply that does not parse is retried, at most
+``model.max_parse_retries`` times: the local model then decodes under a grammar; a chat model is
+shown the problem and asked again. A prediction that still fails carries its error; it never
+raises for one row (except a fatal provider error, which would fail every row).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewardctl.datamodel import json_schema, needs_structure
+from rewardctl.lm.client import Completion, LMClient, ProviderError
+from rewardctl.prompting import Demo, FieldsFormat, JsonFormat, ParseError, Request
+from rewardctl.spec import Example, ProgramSpec
+
+
+@dataclass
+class ProgramState:
+    """What optimizers may change; everything else in the spec stays fixed."""
+
+    instructions: str | None
+    examples: list[Example]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instructions": self.instructions,
+                "examples": [e.model_dump(mode="json") for e in self.examples]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProgramState:
+        return cls(data.get("instructions"), [Example.model_validate(e) for e in data.get("examples", [])])
+
+
+@dataclass
+class Prediction:
+    y_pred: dict[str, Any] | None
+    error: str | None = None
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    cached: bool = False
+    raw: str | None = None  # the last reply, kept when it could not be parsed
+    fatal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def add(self, completion: Completion) -> None:
+        self.attempts += 1
+        self.latency_s += completion.latency_s
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.cached = completion.cached if self.attempts == 1 else (self.cached and completion.cached)
+
+
+@dataclass
+class Program:
+    spec: ProgramSpec
+    state: ProgramState = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.state is None:
+            self.state = ProgramState(self.spec.instructions, list(self.spec.examples))
+        model = self.spec.model
+        self.format_name = model.resolved_format
+        if self.format_name == "fields":
+            self.format: FieldsFormat | JsonFormat = FieldsFormat(self.spec.inputs, self.spec.outputs)
+        else:
+            self.format = JsonFormat(self.spec.inputs, self.spec.outputs, self.spec.name)
+        self._structured = needs_structure(self.spec.outputs)
+        self._grammar: str | None = None
+
+    @property
+    def demos(self) -> list[Demo]:
+        return [Demo(e.input, e.output) for e in self.state.examples]
+
+    def request(self, inputs: dict[str, Any]) -> Request:
+        if isinstance(self.format, JsonFormat) and self.spec.model.is_local:
+            return self.format.completion_request(self.state.instructions, self.demos, inputs)
+        return self.format.request(self.state.instructions, self.demos, inputs)
+
+    def fields_grammar(self) -> str:
+        if self._grammar is None:
+            from rewardctl.lm.grammar import fields_grammar
+
+            self._grammar = fields_grammar(self.spec.outputs)
+        return self._grammar
+
+    def _constraints(self, attempt: int) -> dict[str, Any]:
+        """Decoding constraints for an attempt: grammar for the local model where the schema
+        needs it or after a reply failed to parse; the JSON Schema for chat models."""
+        model = self.spec.model
+        if model.is_local:
+            constrained = self._structured or attempt > 0
+            if not constrained:
+                return {}
+            if self.format_name == "fields":
+                return {"grammar": self.fields_grammar()}
+            schema = json_schema(self.spec.outputs, title=self.spec.name)
+            return {"response_format": {"type": "json_schema",
+                                        "json_schema": {"name": self.spec.name, "schema": schema}}}
+        if self.format_name == "json" and model.extra.get("response_format") is None:
+            schema = json_schema(self.spec.outputs)
+            return {"response_format": {"type": "json_schema", "json_schema": {
+                "name": _schema_name(self.spec.name), "schema": schema, "strict": True}}}
+        return {}
+
+    async def predict(self, inputs: dict[str, Any], client: LMClient, *, use_cache: bool = True,
+                      overrides: dict[str, Any] | None = None, sample: int = 0) -> Prediction:
+        request = self.request(inputs)
+        prediction = Prediction(None)
+        started = time.perf_counter()
+        retries = self.spec.model.max_parse_retries
+        for attempt in range(retries + 1):
+            try:
+                completion = await client.complete(request, use_cache=use_cache, overrides=overrides,
+                                                   sample=sample, **self._constraints(attempt))
+            except ProviderError as exc:
+                prediction.error = str(exc)
+                prediction.fatal = exc.fatal
+                break
+            prediction.add(completion)
+            try:
+                prediction.y_pred = self.format.parse(completion.text)
+                prediction.error = None
+                prediction.raw = None
+                break
+            except ParseError as exc:
+                prediction.error = f"unparseable reply: {exc}"
+                if completion.finish_reason == "length":
+                    prediction.error += " (the reply hit max_tokens)"
+                prediction.raw = completion.text
+                if not request.completion:
+                    request = Request(request.messages + [
+                        {"role": "assistant", "content": completion.text},
+                        {"role": "user", "content": f"That reply could not be used ({exc}). Reply "
+                                                    "again with only the JSON object."},
+                    ])
+        if not prediction.cached:
+            prediction.latency_s = time.perf_counter() - started
+        return prediction
+
+
+def _schema_name(name: str) -> str:
+    # OpenAI requires ^[a-zA-Z0-9_-]{1,64}$ for json_schema names.
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)
+    return cleaned[:64] or "output"

@@ -1,0 +1,212 @@
+"""How a program is shown to a model and how its reply is read back.
+
+Two formats:
+
+- ``fields`` (base models, the embedded default): a completion prompt of plain ``field: value``
+  lines, demos separated by a blank line, the query last, ending with the first output field's
+  name. Measured on the embedded Gemma 3 270M this beats JSON demos on accuracy and is 5-7x
+  faster than JSON under a grammar. Scalars are written as they are; lists and objects as
+  compact JSON on one line; a string that would be ambiguous (a newline, surrounding spaces, a
+  leading quote) as a JSON string.
+- ``json`` (chat models): a system message with the instructions and the output JSON Schema, the
+  demos as user/assistant turns of JSON objects, the query last; the reply is a JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_fields, check_value, json_schema
+
+_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s?(.*)$")
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+
+
+class ParseError(ValueError):
+    """A reply that does not fit the outputs data model."""
+
+
+@dataclass
+class Demo:
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+@dataclass
+class Request:
+    """What the LM layer sends: chat messages (a single raw prompt for completion models)."""
+
+    messages: list[dict[str, str]]
+    stop: list[str] = field(default_factory=list)
+    completion: bool = False  # the messages hold one raw completion prompt (base models)
+
+
+# --- fields format ---------------------------------------------------------------------------
+
+def render_value(value: Any, spec: FieldSpec) -> str:
+    if spec.type in ("string", "enum") and isinstance(value, str):
+        if value and "\n" not in value and value == value.strip() and not value.startswith('"'):
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_value(text: str, spec: FieldSpec, path: str) -> Any:
+    text = text.strip()
+    if spec.type in ("string", "enum"):
+        if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+            try:
+                decoded = json.loads(text)
+                if isinstance(decoded, str):
+                    text = decoded
+            except ValueError:
+                pass
+        return check_value(text, spec, path, lax=True)
+    if spec.type in ("number", "integer"):
+        cleaned = text.rstrip(".").replace(",", "")
+        return check_value(cleaned, spec, path, lax=True)
+    if spec.type == "boolean":
+        return check_value(text.rstrip("."), spec, path, lax=True)
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        raise ValueProblem(path, f"expected a JSON {'list' if spec.type == 'list' else 'object'}, "
+                                 f"got {text[:80]!r}") from None
+    return check_value(decoded, spec, path, lax=True)
+
+
+class FieldsFormat:
+    name = "fields"
+
+    def __init__(self, inputs: DataModel, outputs: DataModel):
+        self.inputs = inputs
+        self.outputs = outputs
+        self.first_output = next(iter(outputs))
+        single_line = len(outputs) == 1
+        self.stop = ["\n"] if single_line else ["\n\n", f"\n{next(iter(inputs))}:"]
+
+    def _lines(self, values: dict[str, Any], model: DataModel) -> list[str]:
+        return [f"{name}: {render_value(values[name], spec)}" for name, spec in model.items()]
+
+    def render_prompt(self, instructions: str | None, demos: list[Demo], inputs: dict[str, Any]) -> str:
+        blocks = []
+        if instructions:
+            blocks.append(instructions.strip())
+        for demo in demos:
+            blocks.append("\n".join(self._lines(demo.input, self.inputs) + self._lines(demo.output, self.outputs)))
+        blocks.append("\n".join(self._lines(inputs, self.inputs) + [f"{self.first_output}:"]))
+        return "\n\n".join(blocks)
+
+    def request(self, instructions: str | None, demos: list[Demo], inputs: dict[str, Any]) -> Request:
+        prompt = self.render_prompt(instructions, demos, inputs)
+        return Request([{"role": "user", "content": prompt}], stop=list(self.stop), completion=True)
+
+    def parse(self, completion: str) -> dict[str, Any]:
+        """Read ``field: value`` lines back; the prompt already wrote the first field's name."""
+        raw: dict[str, str] = {}
+        current: str | None = None
+        for index, line in enumerate(f"{self.first_output}:{completion}".split("\n")):
+            match = _LINE.match(line)
+            name = match.group(1) if match else None
+            if name is not None and name in self.outputs and name not in raw:
+                current = name
+                raw[name] = match.group(2)
+            elif name is not None and index > 0 and (name in self.inputs or name in raw):
+                break  # the model began another example
+            elif current is not None and line.strip():
+                raw[current] += "\n" + line
+        missing = [name for name in self.outputs if name not in raw]
+        if missing:
+            raise ParseError(f"reply has no '{missing[0]}:' line: {completion.strip()[:120]!r}")
+        try:
+            return {name: parse_value(raw[name], spec, name) for name, spec in self.outputs.items()}
+        except ValueProblem as problem:
+            raise ParseError(str(problem)) from None
+
+
+# --- json format -----------------------------------------------------------------------------
+
+def extract_json_object(text: str) -> Any:
+    """The JSON object in a reply, tolerating code fences and prose around it."""
+    stripped = _FENCE.sub("", text.strip())
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        pass
+    start = stripped.find("{")
+    while start != -1:
+        depth, in_string, escaped = 0, False, False
+        for end in range(start, len(stripped)):
+            ch = stripped[end]
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        return json.loads(stripped[start : end + 1])
+                    except ValueError:
+                        break
+        start = stripped.find("{", start + 1)
+    raise ParseError(f"reply holds no JSON object: {text.strip()[:120]!r}")
+
+
+class JsonFormat:
+    name = "json"
+
+    def __init__(self, inputs: DataModel, outputs: DataModel, program_name: str = "program"):
+        self.inputs = inputs
+        self.outputs = outputs
+        self.schema = json_schema(outputs, title=program_name)
+
+    def system_prompt(self, instructions: str | None) -> str:
+        parts = [instructions.strip()] if instructions else []
+        described = [f"- {n}: {s.description}" for n, s in self.inputs.items() if s.description]
+        if described:
+            parts.append("Input fields:\n" + "\n".join(described))
+        parts.append(
+            "Reply with one JSON object and nothing else. It must match this JSON Schema:\n"
+            + json.dumps(self.schema, ensure_ascii=False)
+        )
+        return "\n\n".join(parts)
+
+    def request(self, instructions: str | None, demos: list[Demo], inputs: dict[str, Any]) -> Request:
+        messages = [{"role": "system", "content": self.system_prompt(instructions)}]
+        for demo in demos:
+            messages.append({"role": "user", "content": json.dumps(demo.input, ensure_ascii=False)})
+            messages.append({"role": "assistant", "content": json.dumps(demo.output, ensure_ascii=False)})
+        messages.append({"role": "user", "content": json.dumps(inputs, ensure_ascii=False)})
+        return Request(messages)
+
+    def completion_request(self, instructions: str | None, demos: list[Demo],
+                           inputs: dict[str, Any]) -> Request:
+        """JSON demos as a raw completion prompt, for base models run with prompt_format json."""
+        blocks = [instructions.strip()] if instructions else []
+        for demo in demos:
+            blocks.append(f"input: {json.dumps(demo.input, ensure_ascii=False)}\n"
+                          f"output: {json.dumps(demo.output, ensure_ascii=False)}")
+        blocks.append(f"input: {json.dumps(inputs, ensure_ascii=False)}\noutput:")
+        return Request([{"role": "user", "content": "\n\n".join(blocks)}], stop=["\n"], completion=True)
+
+    def parse(self, completion: str) -> dict[str, Any]:
+        obj = extract_json_object(completion)
+        if not isinstance(obj, dict):
+            raise ParseError(f"expected a JSON object, got {type(obj).__name__}")
+        try:
+            return check_fields(obj, self.outputs, lax=True)
+        except ValueProblem as problem:
+            raise ParseError(str(problem)) from None

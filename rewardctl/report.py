@@ -1,0 +1,152 @@
+"""Typed, versioned run reports (report.json) and their Markdown rendering (report.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from rewardctl import __version__
+
+REPORT_SCHEMA_VERSION = 1
+
+
+class SeriesStats(BaseModel):
+    count: int
+    excluded: int = 0
+    mean: float | None
+    std: float | None
+    stderr: float | None
+    min: float | None
+    max: float | None
+
+
+class Summary(BaseModel):
+    count: int = Field(description="Rows evaluated (every one is in predictions.jsonl).")
+    ok: int
+    errors: int = Field(description="Rows whose prediction failed (recorded with their error).")
+    skipped: int = Field(0, description="Invalid input lines skipped with --skip-invalid.")
+    error_rate: float
+    reward: float | None = Field(description="Mean total reward (weighted mean of the rewards).")
+    rewards: dict[str, float | None] = Field(description="Mean of each reward, by name.")
+    metrics: dict[str, float | None] = Field(description="Mean of each metric, by name.")
+
+
+class ThresholdResult(BaseModel):
+    name: str
+    kind: Literal["reward", "rewards", "metrics", "max_error_rate"]
+    threshold: float
+    value: float | None
+    passed: bool
+
+
+class Usage(BaseModel):
+    requests: int = Field(description="Requests sent to the model (cache misses).")
+    cached_rows: int = Field(description="Rows answered entirely from the response cache.")
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class SpecInfo(BaseModel):
+    path: str | None
+    name: str
+    fingerprint: str
+    model: str
+
+
+class DataInfo(BaseModel):
+    path: str
+    rows: int
+    skipped: int
+    limit: int | None = None
+
+
+class EvalReport(BaseModel):
+    schema_version: int = REPORT_SCHEMA_VERSION
+    kind: Literal["eval", "score"] = "eval"
+    rewardctl_version: str = __version__
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    wall_time_s: float
+    spec: SpecInfo
+    data: DataInfo
+    summary: Summary
+    stats: dict[str, Any] = Field(description="SeriesStats of the total reward, each reward and each metric.")
+    weights: dict[str, float] = Field(default_factory=dict)
+    latency_s: dict[str, float | None] = Field(default_factory=dict)
+    usage: Usage | None = None
+    thresholds: list[ThresholdResult] = Field(default_factory=list)
+    passed: bool = True
+    errors: list[dict[str, Any]] = Field(default_factory=list, description="The first failed rows.")
+    skipped_examples: list[str] = Field(default_factory=list)
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+def check_thresholds(summary: Summary, thresholds: Any, fail_under: float | None) -> list[ThresholdResult]:
+    """Every configured gate with its value. 0 is a valid threshold (checked with ``is not None``)."""
+    results: list[ThresholdResult] = []
+
+    def at_least(name: str, kind: str, threshold: float, value: float | None) -> None:
+        passed = value is not None and value >= threshold
+        results.append(ThresholdResult(name=name, kind=kind, threshold=threshold, value=value, passed=passed))
+
+    if fail_under is not None:
+        at_least("reward (--fail-under)", "reward", fail_under, summary.reward)
+    if thresholds.reward is not None:
+        at_least("reward", "reward", thresholds.reward, summary.reward)
+    for name, value in thresholds.rewards.items():
+        at_least(name, "rewards", value, summary.rewards.get(name))
+    for name, value in thresholds.metrics.items():
+        at_least(name, "metrics", value, summary.metrics.get(name))
+    if thresholds.max_error_rate is not None:
+        results.append(ThresholdResult(
+            name="error rate", kind="max_error_rate", threshold=thresholds.max_error_rate,
+            value=summary.error_rate, passed=summary.error_rate <= thresholds.max_error_rate))
+    return results
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(report: EvalReport) -> str:
+    s = report.summary
+    verdict = "PASS" if report.passed else "FAIL"
+    total = report.stats.get("reward") or {}
+    lines = [
+        f"## rewardctl {report.kind}: {report.spec.name} ({verdict})",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| model | `{report.spec.model}` |",
+        f"| data | `{report.data.path}` |",
+        f"| rows | {s.count} ({s.errors} errors{f', {s.skipped} skipped' if s.skipped else ''}) |",
+        f"| reward | **{_fmt(s.reward)}** ± {_fmt(total.get('stderr'))} (stderr) |",
+        f"| wall time | {report.wall_time_s:.1f} s |",
+    ]
+    if report.usage is not None:
+        u = report.usage
+        lines.append(f"| requests | {u.requests} ({u.cached_rows} rows from cache) |")
+        lines.append(f"| tokens | {u.prompt_tokens} prompt, {u.completion_tokens} completion |")
+    for section in ("rewards", "metrics"):
+        stats = report.stats.get(section) or {}
+        if not stats:
+            continue
+        lines += ["", f"### {section.capitalize()}", ""]
+        head = "| name | weight | mean | stderr | min | max | n |" if section == "rewards" else \
+            "| name | mean | stderr | min | max | n |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for name, st in stats.items():
+            cells = [name] + ([f"{report.weights.get(name, 1.0):g}"] if section == "rewards" else [])
+            cells += [_fmt(st.get("mean")), _fmt(st.get("stderr")), _fmt(st.get("min")),
+                      _fmt(st.get("max")), str(st.get("count"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    if report.thresholds:
+        lines += ["", "### Thresholds", "", "| check | threshold | value | result |", "|---|---|---|---|"]
+        for t in report.thresholds:
+            lines.append(f"| {t.name} | {t.threshold:g} | {_fmt(t.value)} | {'pass' if t.passed else '**fail**'} |")
+    if report.errors:
+        lines += ["", "### First errors", ""]
+        for err in report.errors[:5]:
+            lines.append(f"- row {err['index']} (line {err['line']}): {err['error']}")
+    return "\n".join(lines) + "\n"

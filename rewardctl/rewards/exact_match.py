@@ -1,0 +1,51 @@
+"""exact_match: 1.0 when y_pred equals y_true as JSON (after masks), else 0.0."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+
+
+class ExactMatchConfig(RewardConfig):
+    type: Literal["exact_match"] = "exact_match"
+    normalize: list[Literal["strip", "casefold"]] = Field(
+        default_factory=list,
+        description="Applied to every string leaf on both sides before comparing: "
+        "'strip' (surrounding whitespace), 'casefold' (case-insensitive).",
+    )
+
+
+def _normalizer(steps: list[str]):
+    strip, casefold = "strip" in steps, "casefold" in steps
+
+    def norm(value: Any) -> Any:
+        if isinstance(value, str):
+            if strip:
+                value = value.strip()
+            if casefold:
+                value = value.casefold()
+            return value
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [norm(v) for v in value]
+        return value
+
+    return norm
+
+
+@register
+class ExactMatch(Reward):
+    config_model = ExactMatchConfig
+
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        self._norm = _normalizer(self.config.normalize) if self.config.normalize else None
+
+    def compute(self, y_true: JSON, y_pred: JSON) -> float:
+        if self._norm is not None:
+            return 1.0 if self._norm(y_true) == self._norm(y_pred) else 0.0
+        return 1.0 if y_true == y_pred else 0.0

@@ -1,0 +1,317 @@
+"""The program spec: a YAML file validated by pydantic models that forbid unknown keys.
+
+``load_spec(path)`` returns a :class:`ProgramSpec` or raises :class:`InputError` naming the file,
+the line and the field. ``spec_json_schema()`` is what ``rewardctl schema`` prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rewardctl import rewards as rewards_pkg
+from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_field_names, check_fields
+from rewardctl.errors import InputError, one_line
+from rewardctl.rewards.masks import unmatched_mask_entries
+from rewardctl.yamlload import LocatedData, load_yaml
+
+SPEC_VERSION = 1
+LOCAL_DEFAULT_MODEL = "local/gemma-3-270m"
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.IGNORECASE)
+
+
+class ModelConfig(BaseModel):
+    """The language model: a litellm model string and its sampling parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        LOCAL_DEFAULT_MODEL,
+        description="A litellm model string, e.g. 'openai/gpt-4o-mini', 'ollama/llama3', or the "
+        f"embedded offline model '{LOCAL_DEFAULT_MODEL}'.",
+    )
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 is greedy.")
+    max_tokens: int = Field(256, ge=1, description="Most tokens generated per reply.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling; unset: the provider's default.")
+    top_k: int | None = Field(None, ge=0, description="Top-k sampling (0: off), where the provider supports it.")
+    seed: int | None = Field(None, description="Sampling seed, where the provider supports it (0 is a seed).")
+    stop: list[str] | None = Field(None, description="Extra stop sequences.")
+    timeout: float = Field(120.0, gt=0, description="Seconds before one request is abandoned.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server.")
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the environment variable that holds the API key. Keys never go in a "
+        "spec; without this, litellm reads its usual variables (OPENAI_API_KEY, ...).",
+    )
+    prompt_format: Literal["auto", "fields", "json"] = Field(
+        "auto",
+        description="'fields': plain `field: value` lines (best for base models); 'json': a JSON "
+        "object constrained by the output schema (chat models); 'auto': fields for local/ models, "
+        "json otherwise.",
+    )
+    max_parse_retries: int = Field(
+        2, ge=0, le=10,
+        description="Further attempts when a reply does not parse into the outputs (the local "
+        "model retries with grammar-constrained decoding).",
+    )
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Further parameters passed to litellm as they are."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("extra")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if _SECRET_KEY.search(key):
+                raise ValueError(
+                    f"'{key}' looks like a secret: put it in an environment variable and name "
+                    "that variable in model.api_key_env"
+                )
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return self.name.startswith("local/")
+
+    @property
+    def resolved_format(self) -> Literal["fields", "json"]:
+        if self.prompt_format != "auto":
+            return self.prompt_format
+        return "fields" if self.is_local else "json"
+
+
+class Example(BaseModel):
+    """A few-shot demonstration: an input and the output the program should give."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+class Thresholds(BaseModel):
+    """CI gates: `rewardctl eval` exits 1 when one is not met. 0 is a valid threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward: float | None = Field(None, description="Least mean total reward.")
+    rewards: dict[str, float] = Field(default_factory=dict, description="Least mean, per reward name.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Least mean, per metric name.")
+    max_error_rate: float | None = Field(
+        None, ge=0, le=1, description="Largest share of rows that may fail (0 to 1)."
+    )
+
+
+RewardEntry = Annotated[
+    Union[tuple(rewards_pkg.config_models())],  # type: ignore[misc]
+    Field(discriminator="type"),
+]
+
+
+class ProgramSpec(BaseModel):
+    """A program: data models, instructions, demos, the model, and how outputs are scored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = Field(SPEC_VERSION, description="Version of the spec format.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The program's name.")
+    description: str | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    inputs: dict[str, FieldSpec] = Field(min_length=1, description="The input data model.")
+    outputs: dict[str, FieldSpec] = Field(min_length=1, description="The output data model.")
+    instructions: str | None = Field(None, description="What the program should do.")
+    examples: list[Example] = Field(default_factory=list, description="Few-shot demonstrations.")
+    rewards: list[RewardEntry] = Field(
+        default_factory=list,
+        description="Scores that make up the total reward (a weighted mean). None given: "
+        "exact_match on all outputs.",
+    )
+    metrics: list[RewardEntry] = Field(
+        default_factory=list, description="Scores that are reported but not optimized."
+    )
+    optimizer: dict[str, Any] | None = Field(None, description="The optimizer and its options.")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        check_field_names(value)
+        return value
+
+    def reward_configs(self) -> list[Any]:
+        if self.rewards:
+            return list(self.rewards)
+        from rewardctl.rewards.exact_match import ExactMatchConfig
+
+        return [ExactMatchConfig()]
+
+    def fingerprint(self) -> str:
+        """A stable hash of everything that defines the program (used by checkpoints)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def spec_json_schema() -> dict[str, Any]:
+    schema = ProgramSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "rewardctl program spec"
+    return schema
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def load_spec(path: str | Path) -> ProgramSpec:
+    path_str = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", path=path_str) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a spec file", path=path_str) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path_str) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError("not valid UTF-8 text", path=path_str, line=line) from None
+    if "\x00" in text:
+        raise InputError("binary data, not a YAML spec", path=path_str)
+    located = load_yaml(text, path_str)
+    return spec_from_data(located)
+
+
+def spec_from_data(located: LocatedData) -> ProgramSpec:
+    data = located.data
+    if not isinstance(data, dict):
+        raise InputError("a spec must be a YAML mapping (name: ..., inputs: ..., outputs: ...)",
+                         path=located.path, line=1)
+    try:
+        spec = ProgramSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(exc, located) from None
+    _check_semantics(spec, located)
+    return spec
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop the parts of a pydantic error location that are not keys of the data (union tags)."""
+    kept: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            kept.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            kept.append(part)
+        elif i == len(loc) - 1:
+            kept.append(part)
+    return tuple(kept)
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    for model in (ProgramSpec, ModelConfig, Example, Thresholds, FieldSpec,
+                  *rewards_pkg.config_models()):
+        names.update(model.model_fields)
+    names.add("maxLength")
+    return names
+
+
+def _translate(exc: ValidationError, located: LocatedData) -> InputError:
+    errors = exc.errors()
+    first = errors[0]
+    loc = _data_loc(tuple(first["loc"]), located.data)
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        close = difflib.get_close_matches(key, _all_field_names(), n=1)
+        message = f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+        loc = loc[:-1] + (key,)
+    elif first["type"] == "missing":
+        message = "required but missing"
+    elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        message = f"unknown reward type: {message}" if first["type"] == "union_tag_invalid" else \
+            "needs a 'type'"
+        loc = loc + ("type",)
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InputError(one_line(message), path=located.path, line=located.line_of(loc),
+                      field=_field_path(loc) or None)
+
+
+def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
+    """Cross-field checks pydantic cannot express field by field."""
+
+    def fail(loc: tuple[Any, ...], message: str) -> InputError:
+        return InputError(message, path=located.path, line=located.line_of(loc),
+                          field=_field_path(loc) or None)
+
+    both = set(spec.inputs) & set(spec.outputs)
+    if both:
+        name = sorted(both)[0]
+        raise fail(("outputs", name), f"'{name}' is both an input and an output field")
+
+    for i, example in enumerate(spec.examples):
+        for part, model in (("input", spec.inputs), ("output", spec.outputs)):
+            _check_example_part(getattr(example, part), model, ("examples", i, part), fail)
+
+    seen: dict[str, tuple[Any, ...]] = {}
+    for section in ("rewards", "metrics"):
+        for i, entry in enumerate(getattr(spec, section)):
+            loc = (section, i)
+            name = entry.display_name
+            if name in seen:
+                raise fail(loc + ("name",), f"the name '{name}' is used twice; give each a unique 'name'")
+            seen[name] = loc
+            if section == "metrics" and "weight" in entry.model_fields_set:
+                raise fail(loc + ("weight",), "metrics have no weight: move this entry to rewards")
+            problems = unmatched_mask_entries(spec.outputs, entry.in_mask, entry.out_mask,
+                                              entry.in_mask_pattern, entry.out_mask_pattern)
+            if problems:
+                field = "in_mask" if problems[0].startswith("in_mask") else "out_mask"
+                raise fail(loc + (field,),
+                           f"{problems[0]} matches no output field (outputs: {', '.join(spec.outputs)})")
+    if spec.rewards and sum(r.weight for r in spec.rewards) <= 0:
+        raise fail(("rewards",), "at least one reward needs a weight above 0")
+
+    reward_names = {r.display_name for r in spec.reward_configs()}
+    metric_names = {m.display_name for m in spec.metrics}
+    for section, known in (("rewards", reward_names), ("metrics", metric_names)):
+        for name in getattr(spec.thresholds, section):
+            if name not in known:
+                raise fail(("thresholds", section, name),
+                           f"no {section[:-1]} named '{name}' (known: {', '.join(sorted(known)) or 'none'})")
+
+    if spec.optimizer is not None and "type" not in spec.optimizer:
+        raise fail(("optimizer",), "needs a 'type' (e.g. random_few_shot)")
+
+
+def _check_example_part(value: dict[str, Any], model: DataModel, loc: tuple[Any, ...], fail) -> None:
+    try:
+        check_fields(value, model, lax=False)
+    except ValueProblem as problem:
+        head = problem.path.split(".")[0].split("[")[0]
+        raise fail(loc + ((head,) if head else ()), problem.message) from None
+    extra = [k for k in value if k not in model]
+    if extra:
+        raise fail(loc + (extra[0],), f"not a field of the {loc[-1]}s data model")

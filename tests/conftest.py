@@ -1,0 +1,44 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_response_cache(tmp_path, monkeypatch):
+    """Each test gets its own response cache; the assembled model stays shared (read-only)."""
+    models = os.environ.get("REWARDCTL_MODELS_DIR") or str(Path.home() / ".cache" / "rewardctl" / "models")
+    monkeypatch.setenv("REWARDCTL_MODELS_DIR", models)
+    monkeypatch.setenv("REWARDCTL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+MINIMAL_SPEC = """\
+name: demo
+model:
+  name: openai/gpt-4o-mini
+inputs:
+  question: string
+outputs:
+  answer:
+    type: string
+    max_length: 40
+examples:
+  - input: {question: "2+2?"}
+    output: {answer: "4"}
+rewards:
+  - name: em
+    type: exact_match
+"""

@@ -1,0 +1,143 @@
+import json
+
+import pytest
+
+from conftest import MINIMAL_SPEC, write
+from rewardctl.errors import InputError
+from rewardctl.spec import load_spec, spec_json_schema
+
+
+def load_text(tmp_path, text):
+    return load_spec(write(tmp_path / "spec.yaml", text))
+
+
+def error_of(tmp_path, text) -> str:
+    with pytest.raises(InputError) as err:
+        load_text(tmp_path, text)
+    return str(err.value)
+
+
+def test_shipped_recipes_validate(root):
+    recipes = sorted((root / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 2
+    for path in recipes:
+        spec = load_spec(path)
+        assert spec.examples, path
+
+
+def test_minimal_spec_and_shorthands(tmp_path):
+    spec = load_text(tmp_path, MINIMAL_SPEC)
+    assert spec.inputs["question"].type == "string"
+    assert spec.outputs["answer"].max_length == 40
+    assert spec.model.resolved_format == "json"
+    assert spec.reward_configs()[0].display_name == "em"
+
+
+def test_model_string_shorthand_and_local_default(tmp_path):
+    spec = load_text(tmp_path, MINIMAL_SPEC.replace("model:\n  name: openai/gpt-4o-mini\n", "model: local/gemma-3-270m\n"))
+    assert spec.model.is_local and spec.model.resolved_format == "fields"
+
+
+def test_maxLength_alias(tmp_path):
+    spec = load_text(tmp_path, MINIMAL_SPEC.replace("max_length: 40", "maxLength: 12"))
+    assert spec.outputs["answer"].max_length == 12
+
+
+def test_unknown_key_names_line_field_and_suggests(tmp_path):
+    text = MINIMAL_SPEC.replace("  name: openai/gpt-4o-mini\n", "  name: openai/gpt-4o-mini\n  temprature: 0.5\n")
+    message = error_of(tmp_path, text)
+    assert message.startswith(f"{tmp_path / 'spec.yaml'}:4: model.temprature: unknown key")
+    assert "did you mean 'temperature'" in message
+
+
+def test_unknown_reward_type(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC.replace("type: exact_match", "type: exact_matc"))
+    assert ":15: rewards[0].type: unknown reward type" in message
+    assert "exact_match" in message
+
+
+def test_wrong_type_of_value(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC.replace("max_length: 40", "max_length: lots"))
+    assert ":9: outputs.answer.max_length:" in message
+
+
+def test_missing_required_section(tmp_path):
+    message = error_of(tmp_path, "name: x\ninputs:\n  q: string\n")
+    assert "outputs: required but missing" in message
+
+
+def test_enum_needs_values(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC.replace("type: string\n    max_length: 40", "type: enum"))
+    assert "outputs.answer" in message and "enum field needs 'values'" in message
+
+
+def test_example_must_fit_the_data_models(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC.replace('output: {answer: "4"}', "output: {answer: 4}"))
+    assert ":12: examples[0].output.answer: expected a string, got integer" in message
+    message = error_of(tmp_path, MINIMAL_SPEC.replace('output: {answer: "4"}', 'output: {answr: "4"}'))
+    assert "examples[0].output.answer: missing" in message
+
+
+def test_mask_that_matches_nothing_is_an_error(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC + "    in_mask: [anwser]\n")
+    assert "rewards[0].in_mask: in_mask entry 'anwser' matches no output field" in message
+
+
+def test_mask_matches_after_singularizing(tmp_path):
+    spec = load_text(tmp_path, MINIMAL_SPEC + "    in_mask: [answers]\n")
+    assert spec.rewards[0].in_mask == ["answers"]
+
+
+def test_duplicate_score_names(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC + "metrics:\n  - name: em\n    type: f1_score\n")
+    assert "metrics[0].name" in message and "used twice" in message
+
+
+def test_metrics_have_no_weight(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC + "metrics:\n  - type: f1_score\n    weight: 2\n")
+    assert "metrics[0].weight: metrics have no weight" in message
+
+
+def test_thresholds_must_name_known_scores(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC + "thresholds:\n  rewards: {nope: 0.5}\n")
+    assert "thresholds.rewards.nope: no reward named 'nope'" in message
+
+
+def test_zero_threshold_is_kept(tmp_path):
+    spec = load_text(tmp_path, MINIMAL_SPEC + "thresholds:\n  reward: 0\n")
+    assert spec.thresholds.reward == 0
+
+
+def test_input_and_output_names_disjoint(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC.replace("  question: string", "  answer: string"))
+    assert "both an input and an output" in message
+
+
+def test_secrets_are_refused_in_extra(tmp_path):
+    message = error_of(tmp_path, MINIMAL_SPEC.replace("  name: openai/gpt-4o-mini\n", "  name: openai/gpt-4o-mini\n  extra: {api_key: sk-123}\n"))
+    assert "model.extra" in message and "environment variable" in message
+
+
+def test_not_a_mapping_and_not_utf8(tmp_path):
+    assert "must be a YAML mapping" in error_of(tmp_path, "- a\n- b\n")
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        load_spec(path)
+    with pytest.raises(InputError, match="no such file"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_fingerprint_is_stable_and_sensitive(tmp_path):
+    a = load_text(tmp_path, MINIMAL_SPEC).fingerprint()
+    assert a == load_text(tmp_path, MINIMAL_SPEC).fingerprint()
+    assert a != load_text(tmp_path, MINIMAL_SPEC.replace('"4"}', '"four"}')).fingerprint()
+
+
+def test_json_schema_covers_reward_types():
+    schema = spec_json_schema()
+    text = json.dumps(schema)
+    assert schema["title"] == "rewardctl program spec"
+    for name in ("exact_match", "f1_score", "precision", "recall", "fbeta"):
+        assert f'"{name}"' in text
+    assert schema["additionalProperties"] is False
