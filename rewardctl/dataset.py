@@ -114,27 +114,38 @@ def iter_json_objects(path: str, *, skip_invalid: bool = False,
 
 
 def read_rows(path: str, inputs: DataModel, outputs: DataModel, *, skip_invalid: bool = False,
-              limit: int | None = None, require_outputs: bool = True,
+              limit: int | None = None, required_outputs: dict[str, str] | None = None,
               stats: ReadStats | None = None) -> Iterator[Row]:
-    """Stream the dataset's rows, checked against the spec's input and output data models."""
+    """Stream the dataset's rows, checked against the spec's input and output data models.
+
+    Ground truth may hold only some output fields (a chain-of-thought program's dataset usually
+    has the answer but no reasoning), but at least one, and every field in ``required_outputs``
+    (field -> the reward that reads it), so no reward silently compares against nothing.
+    """
     stats = stats if stats is not None else ReadStats()
     label = "<stdin>" if path == "-" else path
+    required = required_outputs if required_outputs is not None else {name: "" for name in outputs}
     if limit is not None and limit <= 0:
         return
     for line_no, obj in iter_json_objects(path, skip_invalid=skip_invalid, stats=stats):
         try:
             row_inputs = check_fields(obj, inputs, lax=False)
-            y_true = None
-            if require_outputs or any(name in obj for name in outputs):
-                y_true = check_fields(obj, outputs, lax=False)
+            present = {name: spec for name, spec in outputs.items() if name in obj}
+            for name, reader in required.items():
+                if name not in obj:
+                    why = f" (read by '{reader}'; an in_mask can limit what it compares)" if reader else ""
+                    raise ValueProblem(name, f"missing output field{why}")
+            if not present:
+                raise ValueProblem("", "no ground-truth output field (expected "
+                                       f"{', '.join(outputs)})")
+            y_true = check_fields(obj, present, lax=False)
         except ValueProblem as problem:
             message = problem.message
             if message == "missing":
-                known = "input" if problem.path.split(".")[0] in inputs else "output"
-                message = f"missing {known} field"
+                message = "missing input field"
             if not skip_invalid:
-                raise InputError(message, path=label, line=line_no, field=problem.path) from None
-            stats.skip(f"{label}:{line_no}: {problem.path}: {message}")
+                raise InputError(message, path=label, line=line_no, field=problem.path or None) from None
+            stats.skip(f"{label}:{line_no}: {problem.path + ': ' if problem.path else ''}{message}")
             continue
         meta = {k: v for k, v in obj.items() if k not in inputs and k not in outputs}
         yield Row(stats.rows, line_no, row_inputs, y_true, meta)

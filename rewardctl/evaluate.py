@@ -108,7 +108,7 @@ def write_outputs(out_dir: Path, report: EvalReport) -> None:
     atomic_write_text(out_dir / "report.md", render_markdown(report))
 
 
-def prevalidate(spec: ProgramSpec, options: EvalOptions) -> int | None:
+def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str]) -> int | None:
     """Check every line of a dataset file before spending any model call on it; returns the row
     count (for the progress bar). Streams, so memory stays flat. Skipped for stdin."""
     if options.data == "-":
@@ -116,7 +116,7 @@ def prevalidate(spec: ProgramSpec, options: EvalOptions) -> int | None:
     stats = ReadStats()
     count = 0
     for _ in read_rows(options.data, spec.inputs, spec.outputs, skip_invalid=options.skip_invalid,
-                       limit=options.limit, stats=stats):
+                       limit=options.limit, required_outputs=required, stats=stats):
         count += 1
     return count
 
@@ -125,16 +125,18 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                    program: Program | None = None, on_progress: ProgressCallback | None = None,
                    on_start: Callable[[int | None], None] | None = None) -> EvalReport:
     started = time.perf_counter()
-    total = prevalidate(spec, options)
+    scorer = Scorer(spec.reward_configs(), spec.metrics)
+    required = scorer.required_outputs(spec.outputs)
+    total = prevalidate(spec, options, required)
     if total is None:
         total = count_lines(options.data, options.limit)
     if on_start is not None:
         on_start(total)
     program = program or Program(spec)
-    scorer = Scorer(spec.reward_configs(), spec.metrics)
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     client = LMClient(spec.model, cache)
     read_stats = ReadStats()
+
     stats = RunStats(scorer.reward_names, scorer.metric_names)
     out_dir = Path(options.out_dir) if options.out_dir else None
     writer = JsonlWriter(out_dir / "predictions.jsonl") if out_dir else None
@@ -160,7 +162,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         try:
             for row in read_rows(options.data, spec.inputs, spec.outputs,
                                  skip_invalid=options.skip_invalid, limit=options.limit,
-                                 stats=read_stats):
+                                 required_outputs=required, stats=read_stats):
                 await window.acquire()
                 pending.append((row, asyncio.create_task(predict(row))))
                 arrived.set()

@@ -37,6 +37,14 @@ class Scorer:
         self.metrics: list[Reward] = [build_reward(c) for c in metric_configs]
         self.weights = [r.weight for r in self.rewards]
 
+    def required_outputs(self, outputs: Any) -> dict[str, str]:
+        """Output fields the ground truth must hold: field -> the first score that reads it."""
+        required: dict[str, str] = {}
+        for score in [*self.rewards, *self.metrics]:
+            for name in score.fields_read(outputs):
+                required.setdefault(name, score.name)
+        return required
+
     @property
     def reward_names(self) -> list[str]:
         return [r.name for r in self.rewards]

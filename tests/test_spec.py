@@ -141,3 +141,8 @@ def test_json_schema_covers_reward_types():
     for name in ("exact_match", "f1_score", "precision", "recall", "fbeta"):
         assert f'"{name}"' in text
     assert schema["additionalProperties"] is False
+
+
+def test_checked_in_schema_is_current(root):
+    # Recipes point editors at docs/spec.schema.json; regenerate with `rewardctl schema > docs/spec.schema.json`.
+    assert json.loads((root / "docs" / "spec.schema.json").read_text()) == spec_json_schema()

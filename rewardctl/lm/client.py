@@ -52,6 +52,17 @@ class LMClient:
             raise InputError(f"the environment variable {name} is not set", field="model.api_key_env")
         return value
 
+    def warm_up(self) -> None:
+        """Begin loading a local model in the background; errors surface on the first call."""
+        if not self.config.is_local:
+            return
+        try:
+            from rewardctl.lm.local import get_engine
+
+            get_engine(self.config.name.removeprefix("local/")).warm_up()
+        except RunError:
+            pass
+
     def params(self, request: Request, *, grammar: str | None = None,
                response_format: dict[str, Any] | None = None,
                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -99,9 +110,11 @@ class LMClient:
         return completion
 
     async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
-        from rewardctl.lm.litellm_setup import get_litellm
+        from rewardctl.lm import litellm_setup
 
-        litellm = get_litellm()
+        if not litellm_setup.is_loaded():
+            self.warm_up()  # the model loads while litellm imports
+        litellm = litellm_setup.get_litellm()
         started = time.perf_counter()
         kwargs = dict(params)
         if not self.config.is_local:

@@ -17,6 +17,10 @@ _lock = threading.Lock()
 _litellm = None
 
 
+def is_loaded() -> bool:
+    return _litellm is not None
+
+
 def get_litellm():
     global _litellm
     if _litellm is not None:

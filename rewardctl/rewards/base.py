@@ -112,6 +112,14 @@ class Reward:
         return list(await asyncio.gather(*(self.acompute(t, p) for t, p in zip(y_trues, y_preds))))
 
     # --- what callers use ---
+    def fields_read(self, outputs: Any) -> list[str]:
+        """The top-level output fields this reward compares, given the outputs data model."""
+        from rewardctl.rewards.masks import schema_template
+
+        template = schema_template(outputs)
+        kept = self.apply_masks(template) or {}
+        return [name for name in template if name in kept]
+
     def apply_masks(self, obj: JSON | None) -> JSON | None:
         return self.masks.apply(obj) if self.masks else obj
 

@@ -123,6 +123,19 @@ class Masks:
         return obj
 
 
+def schema_template(fields: DataModel) -> dict[str, Any]:
+    """A value shaped like the data model (nested keys included), for static mask analysis."""
+
+    def shape(spec):
+        if spec.type == "object":
+            return schema_template(spec.properties or {})
+        if spec.type == "list" and spec.items is not None and spec.items.type in ("object", "list"):
+            return [shape(spec.items)]
+        return ""
+
+    return {name: shape(spec) for name, spec in fields.items()}
+
+
 def schema_keys(fields: DataModel) -> list[str]:
     """Every key of a data model, nested ones included."""
     keys: list[str] = []

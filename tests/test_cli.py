@@ -1,0 +1,180 @@
+"""CLI tests through typer's runner. The model is a chat model answered by litellm's
+mock_response (offline); end-to-end tests with the real local model are in test_e2e_local.py."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import MINIMAL_SPEC, write
+from rewardctl.cli import app
+
+runner = CliRunner()
+
+
+def mock_spec(tmp_path, reply='{"answer": "4"}', extra=""):
+    text = MINIMAL_SPEC.replace(
+        "  name: openai/gpt-4o-mini\n",
+        f"  name: openai/gpt-4o-mini\n  extra: {{mock_response: {json.dumps(reply)}}}\n",
+    ) + extra
+    return write(tmp_path / "spec.yaml", text)
+
+
+def data(tmp_path, rows):
+    return write(tmp_path / "data.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+ROWS = [{"question": "2+2?", "answer": "4"}, {"question": "3+1?", "answer": "4"}, {"question": "1+1?", "answer": "2", "id": "x"}]
+
+
+def test_help_lists_commands_and_exit_codes():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("eval", "validate", "schema"):
+        assert command in result.stdout
+    result = runner.invoke(app, ["eval", "--help"])
+    assert "Exit codes: 0 done; 1" in " ".join(result.stdout.split())
+
+
+def test_validate_ok_and_json(tmp_path):
+    spec = mock_spec(tmp_path)
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "ok:" in result.stderr
+    result = runner.invoke(app, ["validate", str(spec), "--json"])
+    assert json.loads(result.stdout)["valid"] is True
+
+
+def test_validate_bad_spec_one_line_exit_2(tmp_path):
+    spec = write(tmp_path / "bad.yaml", MINIMAL_SPEC.replace("type: exact_match", "type: nope"))
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rewardctl: error: {spec}:15: rewards[0].type:")
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_is_json():
+    result = runner.invoke(app, ["schema"])
+    assert json.loads(result.stdout)["title"] == "rewardctl program spec"
+
+
+def test_eval_writes_outputs_and_json(tmp_path):
+    spec, dataset, out = mock_spec(tmp_path), data(tmp_path, ROWS), tmp_path / "out"
+    result = runner.invoke(app, ["eval", str(spec), "--data", str(dataset), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)  # nothing else on stdout
+    assert report["schema_version"] == 1
+    assert report["summary"]["count"] == 3 and report["summary"]["errors"] == 0
+    assert report["summary"]["reward"] == pytest.approx(2 / 3)
+    assert report["summary"]["rewards"] == {"em": pytest.approx(2 / 3)}
+    lines = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [l["index"] for l in lines] == [0, 1, 2]
+    assert lines[2]["meta"] == {"id": "x"} and lines[2]["rewards"] == {"em": 0.0}
+    assert {"inputs", "y_true", "y_pred", "reward", "status", "error", "latency_s", "tokens"} <= set(lines[0])
+    assert json.loads((out / "report.json").read_text())["summary"]["count"] == 3
+    assert "| reward |" in (out / "report.md").read_text()
+    assert not (out / "predictions.jsonl.partial").exists()
+
+
+def test_second_run_is_served_from_cache(tmp_path):
+    spec, dataset = mock_spec(tmp_path), data(tmp_path, ROWS)
+    first = json.loads(runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--json"]).stdout)
+    second = json.loads(runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--json"]).stdout)
+    assert first["usage"]["requests"] == 3 and first["usage"]["cached_rows"] == 0
+    assert second["usage"]["requests"] == 0 and second["usage"]["cached_rows"] == 3
+    assert second["summary"] == first["summary"]
+    third = json.loads(runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--json", "--no-cache"]).stdout)
+    assert third["usage"]["requests"] == 3
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--fail-under", "0.9"], 1),
+    (["--fail-under", "0.5"], 0),
+    (["--fail-under", "0"], 0),
+])
+def test_fail_under_exit_codes(tmp_path, args, code):
+    spec, dataset = mock_spec(tmp_path), data(tmp_path, ROWS)
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(dataset), *args])
+    assert result.exit_code == code, result.stderr
+
+
+def test_spec_thresholds_gate(tmp_path):
+    spec = mock_spec(tmp_path, extra="thresholds:\n  rewards: {em: 0.8}\n")
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(data(tmp_path, ROWS))])
+    assert result.exit_code == 1
+    assert "FAIL" in result.stderr
+
+
+def test_bad_dataset_line_exit_2_before_any_call(tmp_path):
+    spec = mock_spec(tmp_path)
+    dataset = write(tmp_path / "data.jsonl", '{"question": "a", "answer": "b"}\n{"question": 3, "answer": "b"}\n')
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"rewardctl: error: {dataset}:2: question: expected a string, got integer"
+    assert not (tmp_path / "o" / "predictions.jsonl").exists()
+
+
+def test_skip_invalid_counts_lines(tmp_path):
+    spec = mock_spec(tmp_path)
+    dataset = write(tmp_path / "data.jsonl", '{"question": "a", "answer": "4"}\nnot json\n')
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--skip-invalid", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["summary"]["skipped"] == 1
+
+
+def test_unparseable_replies_are_row_errors_not_crashes(tmp_path):
+    spec = mock_spec(tmp_path, reply="I think the answer is four.")
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(data(tmp_path, ROWS)), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 3  # every row failed
+    assert "every row failed" in result.stderr
+    lines = [json.loads(l) for l in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(l["status"] == "error" for l in lines)
+    assert lines[0]["attempts"] == 3 and "unparseable reply" in lines[0]["error"]
+    assert lines[0]["raw"] == "I think the answer is four."
+
+
+def test_missing_model_file_exit_3(tmp_path):
+    text = MINIMAL_SPEC.replace("  name: openai/gpt-4o-mini\n", "  name: local/does-not-exist.gguf\n")
+    spec = write(tmp_path / "spec.yaml", text)
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(data(tmp_path, ROWS))])
+    assert result.exit_code == 3
+    assert "does-not-exist.gguf" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_file_exit_2(tmp_path):
+    result = runner.invoke(app, ["eval", str(mock_spec(tmp_path)), "-d", str(tmp_path / "none.jsonl")])
+    assert result.exit_code == 2 and "no such file" in result.stderr
+
+
+def test_usage_error_exit_2(tmp_path):
+    result = runner.invoke(app, ["eval", str(mock_spec(tmp_path))])  # --data missing
+    assert result.exit_code == 2
+
+
+def test_api_key_env_must_be_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("MY_KEY", raising=False)
+    spec = mock_spec(tmp_path, extra="")
+    text = spec.read_text().replace("  extra:", "  api_key_env: MY_KEY\n  extra:")
+    spec.write_text(text)
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(data(tmp_path, ROWS))])
+    assert result.exit_code == 2 and "MY_KEY is not set" in result.stderr
+
+
+def test_dataset_may_omit_output_fields_that_no_reward_reads(tmp_path):
+    spec_text = MINIMAL_SPEC.replace("  answer:\n    type: string\n    max_length: 40\n",
+                                     "  thinking: string\n  answer:\n    type: string\n    max_length: 40\n")
+    spec_text = spec_text.replace('output: {answer: "4"}', 'output: {thinking: "2 and 2", answer: "4"}')
+    spec_text = spec_text.replace("  name: openai/gpt-4o-mini\n",
+                                  '  name: openai/gpt-4o-mini\n  extra: {mock_response: \'{"thinking": "t", "answer": "4"}\'}\n')
+    unmasked = write(tmp_path / "a.yaml", spec_text)
+    dataset = data(tmp_path, [{"question": "2+2?", "answer": "4"}])
+    result = runner.invoke(app, ["eval", str(unmasked), "-d", str(dataset)])
+    assert result.exit_code == 2
+    assert "thinking: missing output field (read by 'em'" in result.stderr
+    masked = write(tmp_path / "b.yaml", spec_text + "    in_mask: [answer]\n")
+    result = runner.invoke(app, ["eval", str(masked), "-d", str(dataset), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["summary"]["reward"] == 1.0

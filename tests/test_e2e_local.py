@@ -1,0 +1,76 @@
+"""End-to-end: the real embedded model (Gemma 3 270M on llama.cpp), offline, on a few rows.
+
+These run the installed console script in a subprocess, so they also prove that stdout holds
+nothing but the JSON report even though llama.cpp and litellm run in the same process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rewardctl(*args, env=None, timeout=600):
+    cmd = [sys.executable, "-m", "rewardctl", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_quickstart_eval_then_cached_rerun(tmp_path):
+    args = ["eval", "recipes/capitals.yaml", "--data", "datasets/capitals/test.jsonl", "--limit", "8",
+            "--json", "--out", str(tmp_path / "run")]
+    first = rewardctl(*args)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)  # the whole of stdout is the report
+    assert report["summary"]["count"] == 8 and report["summary"]["errors"] == 0
+    assert report["summary"]["reward"] >= 0.5  # 3 demos: ~0.87 on the full test set
+    assert report["usage"]["requests"] == 8
+    preds = [json.loads(l) for l in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 8 and all(p["tokens"]["completion"] > 0 for p in preds)
+
+    second = rewardctl(*args)
+    assert second.returncode == 0, second.stderr
+    cached = json.loads(second.stdout)
+    assert cached["usage"]["requests"] == 0 and cached["usage"]["cached_rows"] == 8
+    assert cached["summary"] == report["summary"]
+    assert "rewardctl: error" not in second.stderr
+
+
+def test_enum_output_decodes_under_grammar(tmp_path):
+    result = rewardctl("eval", "recipes/sentiment.yaml", "-d", "datasets/sentiment/test.jsonl", "--limit", "6",
+                       "--json", "--out", str(tmp_path))
+    assert result.returncode in (0, 1), result.stderr
+    preds = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert all(p["status"] == "ok" for p in preds)
+    assert {p["y_pred"]["sentiment"] for p in preds} <= {"positive", "negative"}
+    assert json.loads(result.stdout)["summary"]["reward"] >= 0.5
+
+
+def test_chain_of_thought_scored_on_answer(tmp_path):
+    result = rewardctl("eval", "recipes/continents_cot.yaml", "-d", "datasets/continents/test.jsonl",
+                       "--limit", "6", "--json", "--out", str(tmp_path))
+    assert result.returncode in (0, 1), result.stderr
+    preds = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    ok = [p for p in preds if p["status"] == "ok"]
+    assert len(ok) >= 5
+    assert all(set(p["y_pred"]) == {"thinking", "answer"} for p in ok)
+    assert all(set(p["y_true"]) == {"answer"} for p in preds)
+    assert json.loads(result.stdout)["summary"]["reward"] > 0
+
+
+def test_json_prompt_format_on_the_local_model(tmp_path):
+    spec = (ROOT / "recipes" / "capitals.yaml").read_text().replace(
+        "  max_tokens: 16\n", "  max_tokens: 24\n  prompt_format: json\n")
+    path = tmp_path / "capitals_json.yaml"
+    path.write_text(spec)
+    result = rewardctl("eval", str(path), "-d", str(ROOT / "datasets/capitals/test.jsonl"), "--limit", "3",
+                       "--json", "--out", str(tmp_path / "o"))
+    assert result.returncode in (0, 1), result.stderr
+    preds = [json.loads(l) for l in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    assert all(p["status"] == "ok" for p in preds)  # the JSON Schema grammar guarantees the shape

@@ -1,0 +1,73 @@
+"""Program logic with a scripted client: what it sends on each attempt and how replies parse."""
+
+import asyncio
+
+from rewardctl.lm.client import Completion, ProviderError
+from rewardctl.program import Program
+from rewardctl.spec import ProgramSpec
+
+SPEC = {
+    "name": "t", "model": {"name": "local/gemma-3-270m", "max_parse_retries": 2},
+    "inputs": {"q": "string"}, "outputs": {"n": "integer"},
+    "examples": [{"input": {"q": "one"}, "output": {"n": 1}}],
+}
+
+
+class ScriptedClient:
+    """Replies from a script and records the constraints of each call."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.calls = []
+        self.requests = []
+
+    async def complete(self, request, **kwargs):
+        self.calls.append(kwargs)
+        self.requests.append(request)
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return Completion(reply, "stop", 10, 2, cached=False, latency_s=0.01)
+
+
+def predict(spec, replies):
+    program = Program(ProgramSpec.model_validate(spec))
+    client = ScriptedClient(replies)
+    return asyncio.run(program.predict({"q": "two"}, client)), client
+
+
+def test_plain_first_then_grammar_after_a_bad_reply():
+    pred, client = predict(SPEC, [" two", " 2"])
+    assert pred.ok and pred.y_pred == {"n": 2} and pred.attempts == 2
+    assert "grammar" not in client.calls[0]
+    assert client.calls[1]["grammar"].startswith("root ::= ")
+
+
+def test_retries_are_bounded_and_the_error_is_kept():
+    pred, client = predict(SPEC, [" two", " deux", " zwei"])
+    assert not pred.ok and pred.attempts == 3 and len(client.calls) == 3
+    assert "unparseable reply" in pred.error and pred.raw == " zwei"
+
+
+def test_enum_outputs_use_the_grammar_from_the_start():
+    spec = dict(SPEC, outputs={"label": {"type": "enum", "values": ["a", "b"]}}, examples=[])
+    pred, client = predict(spec, [" a"])
+    assert pred.y_pred == {"label": "a"} and "grammar" in client.calls[0]
+
+
+def test_provider_errors_are_recorded_and_fatal_ones_flagged():
+    pred, _ = predict(SPEC, [ProviderError("AuthenticationError: bad key", fatal=True)])
+    assert not pred.ok and pred.fatal and "bad key" in pred.error
+
+
+def test_chat_models_get_the_json_schema_and_feedback_on_retry():
+    spec = dict(SPEC, model={"name": "openai/gpt-4o-mini"})
+    program = Program(ProgramSpec.model_validate(spec))
+    client = ScriptedClient(["not json", '{"n": 2}'])
+    pred = asyncio.run(program.predict({"q": "two"}, client))
+    assert pred.y_pred == {"n": 2}
+    fmt = client.calls[0]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["n"]
+    retry = client.requests[1].messages
+    assert retry[-2] == {"role": "assistant", "content": "not json"}
+    assert "could not be used" in retry[-1]["content"]
