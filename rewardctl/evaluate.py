@@ -29,6 +29,7 @@ from rewardctl.scoring import RunStats, Scorer
 from rewardctl.spec import ProgramSpec
 
 SCORE_BATCH = 64
+FLUSH_SECONDS = 0.25
 
 
 @dataclass
@@ -192,27 +193,36 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
 
     async def consume() -> None:
         batch: list[tuple[Row, Prediction]] = []
+        last_flush = time.perf_counter()
         while True:
             while not pending:
+                # Rows in the batch hold window slots the producer may be waiting for.
+                await flush(batch)
                 if producing_done:
-                    await flush(batch)
                     return
                 arrived.clear()
                 await arrived.wait()
             row, task = pending.popleft()
             batch.append((row, await task))
-            if len(batch) >= SCORE_BATCH or not pending or not pending[0][1].done():
+            # Score in batches (embedding and reward-model rewards batch), but do not sit on
+            # finished rows while the next one is still generating.
+            waiting = not pending or not pending[0][1].done()
+            if len(batch) >= SCORE_BATCH or (waiting and time.perf_counter() - last_flush >= FLUSH_SECONDS):
                 await flush(batch)
+                last_flush = time.perf_counter()
 
     producer = asyncio.create_task(produce())
     try:
         await asyncio.gather(producer, consume())
-    except BaseException:
+    except BaseException as exc:
         producer.cancel()
         for _, task in pending:
             task.cancel()
         if writer is not None:
             writer.close()
+        if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+            kept = f"; {writer.lines} finished rows are in {writer.partial}" if writer is not None else ""
+            raise RunError(f"interrupted after {stats.rows} rows{kept}") from None
         raise
     finally:
         if cache is not None:

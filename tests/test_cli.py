@@ -178,3 +178,31 @@ def test_dataset_may_omit_output_fields_that_no_reward_reads(tmp_path):
     result = runner.invoke(app, ["eval", str(masked), "-d", str(dataset), "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["summary"]["reward"] == 1.0
+
+
+def test_failed_requests_are_never_cached(tmp_path, monkeypatch):
+    import diskcache
+
+    cache_dir = tmp_path / "responses"
+    spec, dataset = mock_spec(tmp_path, reply="litellm.RateLimitError"), data(tmp_path, ROWS)
+    for _ in range(2):
+        result = runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--cache-dir", str(cache_dir),
+                                     "--out", str(tmp_path / "o")])
+        assert result.exit_code == 3 and "RateLimitError" in result.stderr
+    preds = [json.loads(l) for l in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["status"] for p in preds] == ["error"] * 3 and all(p["cached"] is False for p in preds)
+    with diskcache.Cache(str(cache_dir)) as cache:
+        assert len(cache) == 0
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, 64])
+def test_many_rows_stay_in_order_at_any_concurrency(tmp_path, concurrency):
+    rows = [{"question": f"q{i}", "answer": "4" if i % 3 else "x"} for i in range(150)]
+    spec, dataset, out = mock_spec(tmp_path), data(tmp_path, rows), tmp_path / "o"
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--out", str(out), "--json",
+                                 "--concurrency", str(concurrency)])
+    assert result.exit_code == 0, result.stderr
+    preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["index"] for p in preds] == list(range(150))
+    assert [p["inputs"]["question"] for p in preds] == [f"q{i}" for i in range(150)]
+    assert json.loads(result.stdout)["summary"]["reward"] == pytest.approx(100 / 150)
