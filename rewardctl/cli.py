@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -117,12 +117,12 @@ def eval_command(
     spec: SpecArg,
     data: Annotated[str, typer.Option("--data", "-d", help="JSONL dataset; '-' reads stdin.",
                                       show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write predictions.jsonl, report.json and report.md here.")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=0, help="Evaluate only the first N rows.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write predictions.jsonl, report.json and report.md here.")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Evaluate only the first N rows.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = 8,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache (neither read nor write).")] = False,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Response cache folder [default: ~/.cache/rewardctl/responses].")] = None,
-    fail_under: Annotated[Optional[float], typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder [default: ~/.cache/rewardctl/responses].")] = None,
+    fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")] = False,

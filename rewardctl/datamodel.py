@@ -179,15 +179,15 @@ def check_value(value: Any, spec: FieldSpec, path: str, *, lax: bool) -> Any:
             except ValueError:
                 raise ValueProblem(path, f"expected {'an integer' if kind == 'integer' else 'a number'}, "
                                          f"got {json.dumps(value)[:80]}") from None
+        article = "an integer" if kind == "integer" else "a number"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueProblem(path, f"expected a {kind}, got {_type_name(value)}")
+            raise ValueProblem(path, f"expected {article}, got {_type_name(value)}")
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueProblem(path, f"expected a finite {kind}, got {value}")
-        if kind == "integer":
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueProblem(path, f"expected an integer, got {value}")
-                value = int(value)
+            raise ValueProblem(path, f"expected a finite number, got {value}")
+        if kind == "integer" and isinstance(value, float):
+            if not value.is_integer():
+                raise ValueProblem(path, f"expected an integer, got {value}")
+            value = int(value)
         return value
     if kind == "list":
         if not isinstance(value, list):

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from rewardctl.datamodel import DataModel, ValueProblem, check_fields
 from rewardctl.errors import InputError, one_line
+from rewardctl.io import open_input
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -51,16 +52,7 @@ def parse_json_line(text: str) -> Any:
 
 
 def open_binary(path: str) -> IO[bytes]:
-    if path == "-":
-        return sys.stdin.buffer
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a JSONL file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    return sys.stdin.buffer if path == "-" else open_input(path, "a JSONL file")
 
 
 def iter_json_objects(path: str, *, skip_invalid: bool = False,

@@ -23,8 +23,16 @@ from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
-from rewardctl.report import (DataInfo, EvalReport, SeriesStats, SpecInfo, Summary, Usage,
-                              check_thresholds, render_markdown)
+from rewardctl.report import (
+    DataInfo,
+    EvalReport,
+    SeriesStats,
+    SpecInfo,
+    Summary,
+    Usage,
+    check_thresholds,
+    render_markdown,
+)
 from rewardctl.scoring import RunStats, Scorer
 from rewardctl.spec import ProgramSpec
 
@@ -178,7 +186,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
             return
         scores = await scorer.score([r.y_true or {} for r, _ in batch],
                                     [p.y_pred if p.ok else None for _, p in batch])
-        for (row, pred), row_scores in zip(batch, scores):
+        for (row, pred), row_scores in zip(batch, scores, strict=False):
             if writer is not None:
                 writer.write(prediction_record(row, pred, row_scores))
             stats.add(row_scores, ok=pred.ok, error=pred.error, index=row.index, line=row.line,

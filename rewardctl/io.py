@@ -12,6 +12,20 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from rewardctl.errors import InputError
+
+
+def open_input(path: str | Path, kind: str) -> IO[bytes]:
+    """Open a file the user named; failures become one-line InputErrors naming it."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("no such file", path=str(path)) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, not {kind}", path=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
+
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -44,7 +58,7 @@ class JsonlWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
-        self._handle: IO[str] | None = open(self.partial, "w", encoding="utf-8")
+        self._handle: IO[str] | None = open(self.partial, "w", encoding="utf-8")  # noqa: SIM115 (lives across calls; closed by commit/close)
         self.lines = 0
 
     def write(self, obj: Any) -> None:

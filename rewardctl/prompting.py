@@ -19,7 +19,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_fields, check_value, json_schema
+from rewardctl.datamodel import (
+    DataModel,
+    FieldSpec,
+    ValueProblem,
+    check_fields,
+    check_value,
+    json_schema,
+)
 
 _LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s?(.*)$")
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -66,7 +66,7 @@ class EvalReport(BaseModel):
     schema_version: int = REPORT_SCHEMA_VERSION
     kind: Literal["eval", "score"] = "eval"
     rewardctl_version: str = __version__
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     wall_time_s: float
     spec: SpecInfo
     data: DataInfo

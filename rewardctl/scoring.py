@@ -24,7 +24,7 @@ class RowScores:
 
 def weighted_total(values: Sequence[float | None], weights: Sequence[float]) -> float | None:
     num = den = 0.0
-    for value, weight in zip(values, weights):
+    for value, weight in zip(values, weights, strict=False):
         if value is not None:
             num += weight * value
             den += weight
@@ -61,8 +61,8 @@ class Scorer:
         for i in range(len(y_trues)):
             values = [column[i] for column in reward_values]
             rows.append(RowScores(
-                rewards={r.name: v for r, v in zip(self.rewards, values)},
-                metrics={m.name: column[i] for m, column in zip(self.metrics, metric_values)},
+                rewards={r.name: v for r, v in zip(self.rewards, values, strict=False)},
+                metrics={m.name: column[i] for m, column in zip(self.metrics, metric_values, strict=False)},
                 reward=weighted_total(values, self.weights),
             ))
         return rows
@@ -145,7 +145,7 @@ class RunStats:
         ordered = sorted(self.latency)
 
         def pct(q: float) -> float:
-            return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+            return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
         return {"mean": math.fsum(ordered) / len(ordered), "p50": pct(0.5), "p95": pct(0.95),
                 "max": ordered[-1]}

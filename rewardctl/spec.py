@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rewardctl import rewards as rewards_pkg
 from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_field_names, check_fields
 from rewardctl.errors import InputError, one_line
+from rewardctl.io import open_input
 from rewardctl.rewards.masks import unmatched_mask_entries
 from rewardctl.yamlload import LocatedData, load_yaml
 
@@ -113,8 +114,10 @@ class Thresholds(BaseModel):
     )
 
 
+# One config model per registered reward type, told apart by `type` (a dynamic Union, so the
+# registry decides; ruff's X | Y rewrite does not apply to an unpacked tuple).
 RewardEntry = Annotated[
-    Union[tuple(rewards_pkg.config_models())],  # type: ignore[misc]
+    Union[tuple(rewards_pkg.config_models())],  # type: ignore[misc]  # noqa: UP007
     Field(discriminator="type"),
 ]
 
@@ -173,14 +176,8 @@ def spec_json_schema() -> dict[str, Any]:
 
 def load_spec(path: str | Path) -> ProgramSpec:
     path_str = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", path=path_str) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a spec file", path=path_str) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=path_str) from None
+    with open_input(path, "a spec file") as handle:
+        raw = handle.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -217,10 +214,7 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     kept: list[Any] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            kept.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             node = node[part]
             kept.append(part)
         elif i == len(loc) - 1:

@@ -6,8 +6,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import MINIMAL_SPEC, write
 from rewardctl.cli import app
+
+from conftest import MINIMAL_SPEC, write
 
 runner = CliRunner()
 
@@ -69,8 +70,8 @@ def test_eval_writes_outputs_and_json(tmp_path):
     assert report["summary"]["count"] == 3 and report["summary"]["errors"] == 0
     assert report["summary"]["reward"] == pytest.approx(2 / 3)
     assert report["summary"]["rewards"] == {"em": pytest.approx(2 / 3)}
-    lines = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
-    assert [l["index"] for l in lines] == [0, 1, 2]
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [line["index"] for line in lines] == [0, 1, 2]
     assert lines[2]["meta"] == {"id": "x"} and lines[2]["rewards"] == {"em": 0.0}
     assert {"inputs", "y_true", "y_pred", "reward", "status", "error", "latency_s", "tokens"} <= set(lines[0])
     assert json.loads((out / "report.json").read_text())["summary"]["count"] == 3
@@ -129,8 +130,8 @@ def test_unparseable_replies_are_row_errors_not_crashes(tmp_path):
     result = runner.invoke(app, ["eval", str(spec), "-d", str(data(tmp_path, ROWS)), "--out", str(tmp_path / "o")])
     assert result.exit_code == 3  # every row failed
     assert "every row failed" in result.stderr
-    lines = [json.loads(l) for l in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
-    assert len(lines) == 3 and all(l["status"] == "error" for l in lines)
+    lines = [json.loads(line) for line in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(line["status"] == "error" for line in lines)
     assert lines[0]["attempts"] == 3 and "unparseable reply" in lines[0]["error"]
     assert lines[0]["raw"] == "I think the answer is four."
 
@@ -189,7 +190,7 @@ def test_failed_requests_are_never_cached(tmp_path, monkeypatch):
         result = runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--cache-dir", str(cache_dir),
                                      "--out", str(tmp_path / "o")])
         assert result.exit_code == 3 and "RateLimitError" in result.stderr
-    preds = [json.loads(l) for l in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
     assert [p["status"] for p in preds] == ["error"] * 3 and all(p["cached"] is False for p in preds)
     with diskcache.Cache(str(cache_dir)) as cache:
         assert len(cache) == 0
@@ -202,7 +203,7 @@ def test_many_rows_stay_in_order_at_any_concurrency(tmp_path, concurrency):
     result = runner.invoke(app, ["eval", str(spec), "-d", str(dataset), "--out", str(out), "--json",
                                  "--concurrency", str(concurrency)])
     assert result.exit_code == 0, result.stderr
-    preds = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [p["index"] for p in preds] == list(range(150))
     assert [p["inputs"]["question"] for p in preds] == [f"q{i}" for i in range(150)]
     assert json.loads(result.stdout)["summary"]["reward"] == pytest.approx(100 / 150)

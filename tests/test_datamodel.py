@@ -1,6 +1,13 @@
 import pytest
 
-from rewardctl.datamodel import FieldSpec, ValueProblem, check_fields, check_value, json_schema, needs_structure
+from rewardctl.datamodel import (
+    FieldSpec,
+    ValueProblem,
+    check_fields,
+    check_value,
+    json_schema,
+    needs_structure,
+)
 
 
 def spec(**kw):
@@ -11,7 +18,7 @@ def test_strict_types():
     assert check_value("x", spec(type="string"), "a", lax=False) == "x"
     with pytest.raises(ValueProblem, match="expected a string, got integer"):
         check_value(3, spec(type="string"), "a", lax=False)
-    with pytest.raises(ValueProblem, match="expected a integer"):
+    with pytest.raises(ValueProblem, match="expected an integer"):
         check_value(True, spec(type="integer"), "a", lax=False)
     assert check_value(3.0, spec(type="integer"), "a", lax=False) == 3
     with pytest.raises(ValueProblem):

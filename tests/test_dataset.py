@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from rewardctl.dataset import ReadStats, read_rows
 from rewardctl.datamodel import FieldSpec
+from rewardctl.dataset import ReadStats, read_rows
 from rewardctl.errors import InputError
 
 INPUTS = {"q": FieldSpec(type="string")}
@@ -57,7 +57,7 @@ def test_bom_crlf_and_limit(tmp_path):
 
 def test_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'{"q": "a", "a": "b"}\n')))
-    assert list(read_rows("-", INPUTS, OUTPUTS))[0].y_true == {"a": "b"}
+    assert next(iter(read_rows("-", INPUTS, OUTPUTS))).y_true == {"a": "b"}
 
 
 def test_missing_file():
@@ -68,8 +68,7 @@ def test_missing_file():
 def test_streams_without_loading_whole(tmp_path):
     path = tmp_path / "big.jsonl"
     with open(path, "w") as f:
-        for i in range(20000):
-            f.write('{"q": "x%d", "a": "y"}\n' % i)
+        f.writelines(f'{{"q": "x{i}", "a": "y"}}\n' for i in range(20000))
     it = read_rows(str(path), INPUTS, OUTPUTS)
     first = next(it)
     assert first.inputs == {"q": "x0"}

@@ -31,7 +31,7 @@ def test_quickstart_eval_then_cached_rerun(tmp_path):
     assert report["summary"]["count"] == 8 and report["summary"]["errors"] == 0
     assert report["summary"]["reward"] >= 0.5  # 3 demos: ~0.87 on the full test set
     assert report["usage"]["requests"] == 8
-    preds = [json.loads(l) for l in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 8 and all(p["tokens"]["completion"] > 0 for p in preds)
 
     second = rewardctl(*args)
@@ -46,7 +46,7 @@ def test_enum_output_decodes_under_grammar(tmp_path):
     result = rewardctl("eval", "recipes/sentiment.yaml", "-d", "datasets/sentiment/test.jsonl", "--limit", "6",
                        "--json", "--out", str(tmp_path))
     assert result.returncode in (0, 1), result.stderr
-    preds = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert all(p["status"] == "ok" for p in preds)
     assert {p["y_pred"]["sentiment"] for p in preds} <= {"positive", "negative"}
     assert json.loads(result.stdout)["summary"]["reward"] >= 0.5
@@ -56,7 +56,7 @@ def test_chain_of_thought_scored_on_answer(tmp_path):
     result = rewardctl("eval", "recipes/continents_cot.yaml", "-d", "datasets/continents/test.jsonl",
                        "--limit", "6", "--json", "--out", str(tmp_path))
     assert result.returncode in (0, 1), result.stderr
-    preds = [json.loads(l) for l in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     ok = [p for p in preds if p["status"] == "ok"]
     assert len(ok) >= 5
     assert all(set(p["y_pred"]) == {"thinking", "answer"} for p in ok)
@@ -72,7 +72,7 @@ def test_json_prompt_format_on_the_local_model(tmp_path):
     result = rewardctl("eval", str(path), "-d", str(ROOT / "datasets/capitals/test.jsonl"), "--limit", "3",
                        "--json", "--out", str(tmp_path / "o"))
     assert result.returncode in (0, 1), result.stderr
-    preds = [json.loads(l) for l in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
     assert all(p["status"] == "ok" for p in preds)  # the JSON Schema grammar guarantees the shape
 
 

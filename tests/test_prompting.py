@@ -4,7 +4,14 @@ import pytest
 
 from rewardctl.datamodel import FieldSpec
 from rewardctl.lm.grammar import fields_grammar
-from rewardctl.prompting import Demo, FieldsFormat, JsonFormat, ParseError, extract_json_object, render_value
+from rewardctl.prompting import (
+    Demo,
+    FieldsFormat,
+    JsonFormat,
+    ParseError,
+    extract_json_object,
+    render_value,
+)
 
 INPUTS = {"country": FieldSpec()}
 ONE = {"capital": FieldSpec()}

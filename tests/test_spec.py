@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from conftest import MINIMAL_SPEC, write
 from rewardctl.errors import InputError
 from rewardctl.spec import load_spec, spec_json_schema
+
+from conftest import MINIMAL_SPEC, write
 
 
 def load_text(tmp_path, text):

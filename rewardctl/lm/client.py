@@ -128,7 +128,7 @@ class LMClient:
             )
         except RunError:
             raise
-        except Exception as exc:  # litellm maps provider failures to its own exception classes
+        except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
             name = type(exc).__name__
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, RunError):

@@ -104,7 +104,7 @@ class LocalEngine:
     def __init__(self, path: Path, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
         self.path = path
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or int(os.environ.get("REWARDCTL_LOCAL_THREADS", 0)) or os.cpu_count() or 1
+        self.n_threads = n_threads or int(os.environ.get("REWARDCTL_LOCAL_THREADS") or 0) or os.cpu_count() or 1
         self.lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardctl-llama")
         self._llama = None
@@ -262,14 +262,14 @@ def make_provider():
 
         def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
                        print_verbose, encoding, api_key, logging_obj, optional_params,
-                       acompletion=None, litellm_params=None, logger_fn=None, headers={},
+                       acompletion=None, litellm_params=None, logger_fn=None, headers=None,
                        timeout=None, client=None):
             engine, prompt = self._engine_and_prompt(model, messages, optional_params)
             return self._fill(model_response, model, engine.complete(prompt, optional_params))
 
         async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
                               print_verbose, encoding, api_key, logging_obj, optional_params,
-                              acompletion=None, litellm_params=None, logger_fn=None, headers={},
+                              acompletion=None, litellm_params=None, logger_fn=None, headers=None,
                               timeout=None, client=None):
             engine, prompt = self._engine_and_prompt(model, messages, optional_params)
             return self._fill(model_response, model, await engine.acomplete(prompt, optional_params))

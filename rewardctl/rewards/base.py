@@ -108,8 +108,8 @@ class Reward:
     async def compute_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON]) -> list[float]:
         if type(self).acompute is Reward.acompute:
             # Sync reward: a plain loop, no per-row coroutine overhead.
-            return [self.compute(t, p) for t, p in zip(y_trues, y_preds)]
-        return list(await asyncio.gather(*(self.acompute(t, p) for t, p in zip(y_trues, y_preds))))
+            return [self.compute(t, p) for t, p in zip(y_trues, y_preds, strict=False)]
+        return list(await asyncio.gather(*(self.acompute(t, p) for t, p in zip(y_trues, y_preds, strict=False))))
 
     # --- what callers use ---
     def fields_read(self, outputs: Any) -> list[str]:
@@ -131,7 +131,7 @@ class Reward:
         masked_true: list[JSON] = []
         masked_pred: list[JSON] = []
         failed = None if self.config.on_error == "exclude" else float(self.config.failure_score)
-        for i, (t, p) in enumerate(zip(y_trues, y_preds)):
+        for i, (t, p) in enumerate(zip(y_trues, y_preds, strict=False)):
             if p is None:
                 results[i] = failed
                 continue
@@ -147,7 +147,7 @@ class Reward:
             masked_pred.append(mp or {})
         if todo:
             values = await self.compute_batch(masked_true, masked_pred)
-            for i, value in zip(todo, values):
+            for i, value in zip(todo, values, strict=False):
                 results[i] = float(value)
         return results
 
