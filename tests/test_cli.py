@@ -207,3 +207,13 @@ def test_many_rows_stay_in_order_at_any_concurrency(tmp_path, concurrency):
     assert [p["index"] for p in preds] == list(range(150))
     assert [p["inputs"]["question"] for p in preds] == [f"q{i}" for i in range(150)]
     assert json.loads(result.stdout)["summary"]["reward"] == pytest.approx(100 / 150)
+
+
+def test_response_format_only_where_the_model_supports_it():
+    from rewardctl.lm.client import LMClient
+    from rewardctl.lm.litellm_setup import get_litellm
+    from rewardctl.spec import ModelConfig
+
+    litellm = get_litellm()
+    assert LMClient(ModelConfig(name="openai/gpt-4o-mini")).supports_response_schema(litellm) is True
+    assert LMClient(ModelConfig(name="openai/some-unknown-model")).supports_response_schema(litellm) is False

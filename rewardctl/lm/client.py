@@ -34,6 +34,11 @@ class ProviderError(Exception):
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 
 
+def _wants_schema(params: dict[str, Any]) -> bool:
+    fmt = params.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+
+
 class LMClient:
     def __init__(self, config: ModelConfig, cache: ResponseCache | None = None):
         self.config = config
@@ -42,6 +47,7 @@ class LMClient:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._api_key = self._read_api_key()
+        self._supports_schema: bool | None = None
 
     def _read_api_key(self) -> str | None:
         name = self.config.api_key_env
@@ -109,6 +115,14 @@ class LMClient:
                                  "completion_tokens": completion.completion_tokens})
         return completion
 
+    def supports_response_schema(self, litellm: Any) -> bool:
+        if self._supports_schema is None:
+            try:
+                self._supports_schema = bool(litellm.supports_response_schema(model=self.config.name))
+            except Exception:  # noqa: BLE001 (unknown models raise; treat as unsupported)
+                self._supports_schema = False
+        return self._supports_schema
+
     async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
         from rewardctl.lm import litellm_setup
 
@@ -119,6 +133,9 @@ class LMClient:
         kwargs = dict(params)
         if not self.config.is_local:
             kwargs["drop_params"] = True  # e.g. top_k or seed where a provider lacks them
+            if _wants_schema(kwargs) and not self.supports_response_schema(litellm):
+                # The JSON Schema stays in the system prompt, and parsing retries cover the rest.
+                kwargs.pop("response_format")
         if self._api_key is not None:
             kwargs["api_key"] = self._api_key
         try:
