@@ -74,6 +74,7 @@ def _run(fn):
 
 SpecArg = Annotated[Path, typer.Argument(help="The program spec (YAML).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and nothing else).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 
 
 @app.command()
@@ -124,8 +125,9 @@ def eval_command(
     cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder [default: ~/.cache/rewardctl/responses].")] = None,
     fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
+    repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k); each is a prediction line.")] = 1,
     json_out: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run the program over a dataset, score every output, write predictions and a report."""
     import asyncio
@@ -141,7 +143,7 @@ def eval_command(
             options = EvalOptions(data=data, out_dir=str(out) if out else None, limit=limit,
                                   concurrency=concurrency, use_cache=not no_cache,
                                   cache_dir=str(cache_dir) if cache_dir else None,
-                                  skip_invalid=skip_invalid, fail_under=fail_under)
+                                  skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat)
             report = asyncio.run(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
                 program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress)))
             if not quiet:
@@ -154,7 +156,48 @@ def eval_command(
     _run(body)
 
 
-async def _with_progress(console, quiet: bool, start):
+@app.command("score", epilog=EXIT_CODES_HELP)
+def score_command(
+    spec: SpecArg,
+    predictions: Annotated[str, typer.Option("--predictions", "-p", show_default=False,
+                                             help="Predictions JSONL (y_true, y_pred, optional inputs); '-' reads stdin.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write predictions.jsonl (with each score by name), report.json and report.md here.")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Score only the first N lines.")] = None,
+    fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid lines instead of stopping.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="LM judges: bypass the response cache.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder for LM judges.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-score existing predictions with the spec's rewards and metrics (no program model calls)."""
+    import asyncio
+
+    from rewardctl.console import DataChannel, print_summary, stderr_console
+    from rewardctl.scorefile import ScoreOptions, score_predictions
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        console = stderr_console()
+        with DataChannel() as channel:
+            program_spec = load_spec(spec)
+            options = ScoreOptions(predictions=predictions, out_dir=str(out) if out else None,
+                                   limit=limit, skip_invalid=skip_invalid, fail_under=fail_under,
+                                   use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+            report = asyncio.run(_with_progress(console, quiet, lambda on_start, on_progress: score_predictions(
+                program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress),
+                label="score"))
+            if not quiet:
+                print_summary(console, report)
+            if json_out:
+                channel.write(report.model_dump_json(indent=2) + "\n")
+        if not report.passed:
+            raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
+
+
+async def _with_progress(console, quiet: bool, start, label: str = "eval"):
     """Run ``start(on_start, on_progress)`` under a rich progress bar on stderr."""
     if quiet:
         return await start(None, None)
@@ -163,7 +206,7 @@ async def _with_progress(console, quiet: bool, start):
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("reward {task.fields[reward]}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task = progress.add_task("eval", total=None, reward="-")
+        task = progress.add_task(label, total=None, reward="-")
 
         def on_start(total):
             progress.update(task, total=total)

@@ -70,15 +70,25 @@ def print_summary(console: Console, report: EvalReport) -> None:
     table.add_column("weight", justify="right")
     table.add_column("mean", justify="right")
     table.add_column("± stderr", justify="right")
+    table.add_column("95% CI", justify="right")
     table.add_column("min", justify="right")
     table.add_column("max", justify="right")
+
+    def ci(st: dict) -> str:
+        bounds = st.get("ci95")
+        return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else "-"
+
     total = report.stats.get("reward") or {}
     table.add_row("[bold]reward[/bold]", "", f"[bold]{_fmt(s.reward)}[/bold]",
-                  _fmt(total.get("stderr")), _fmt(total.get("min")), _fmt(total.get("max")))
+                  _fmt(total.get("stderr")), ci(total), _fmt(total.get("min")), _fmt(total.get("max")))
     for section in ("rewards", "metrics"):
         for name, st in (report.stats.get(section) or {}).items():
-            weight = f"{report.weights.get(name, 1.0):g}" if section == "rewards" else "metric"
-            table.add_row(f"  {name}", weight, _fmt(st.get("mean")), _fmt(st.get("stderr")),
+            if section == "rewards":
+                kind = f"{report.weights.get(name, 1.0):g}"
+            else:
+                kind = "metric" if "mean" in st else "run metric"
+            value = st["mean"] if "mean" in st else st.get("value")
+            table.add_row(f"  {name}", kind, _fmt(value), _fmt(st.get("stderr")), ci(st),
                           _fmt(st.get("min")), _fmt(st.get("max")))
     console.print(table)
     parts = [f"{s.count} rows", f"{s.errors} errors"]

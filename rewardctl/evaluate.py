@@ -18,21 +18,12 @@ from typing import Any
 
 from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
 from rewardctl.errors import RunError
-from rewardctl.io import JsonlWriter, atomic_write_json, atomic_write_text
+from rewardctl.io import JsonlWriter
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
-from rewardctl.report import (
-    DataInfo,
-    EvalReport,
-    SeriesStats,
-    SpecInfo,
-    Summary,
-    Usage,
-    check_thresholds,
-    render_markdown,
-)
+from rewardctl.report import EvalReport, Usage, build_report, write_outputs
 from rewardctl.scoring import RunStats, Scorer
 from rewardctl.spec import ProgramSpec
 
@@ -50,15 +41,17 @@ class EvalOptions:
     cache_dir: str | None = None
     skip_invalid: bool = False
     fail_under: float | None = None
+    repeat: int = 1  # samples per row (pass@k); each is a separate prediction line
 
 
 ProgressCallback = Callable[[int, int | None, RunStats], None]
 
 
-def prediction_record(row: Row, pred: Prediction, scores) -> dict[str, Any]:
+def prediction_record(row: Row, pred: Prediction, scores, sample: int | None = None) -> dict[str, Any]:
     record = {
         "index": row.index,
         "line": row.line,
+        **({"sample": sample} if sample is not None else {}),
         "inputs": row.inputs,
         "y_true": row.y_true,
         "y_pred": pred.y_pred,
@@ -79,44 +72,6 @@ def prediction_record(row: Row, pred: Prediction, scores) -> dict[str, Any]:
     return record
 
 
-def build_report(*, kind: str, spec: ProgramSpec, spec_path: str | None, data_path: str,
-                 stats: RunStats, read_stats: ReadStats, scorer: Scorer, wall: float,
-                 limit: int | None, fail_under: float | None, usage: Usage | None,
-                 outputs: dict[str, str]) -> EvalReport:
-    reward_means = {n: s.summary()["mean"] for n, s in stats.rewards.items()}
-    metric_means = {n: s.summary()["mean"] for n, s in stats.metrics.items()}
-    summary = Summary(
-        count=stats.rows, ok=stats.rows - stats.errors, errors=stats.errors,
-        skipped=read_stats.skipped, error_rate=(stats.errors / stats.rows) if stats.rows else 0.0,
-        reward=stats.total.summary()["mean"], rewards=reward_means, metrics=metric_means,
-    )
-    thresholds = check_thresholds(summary, spec.thresholds, fail_under)
-    return EvalReport(
-        kind=kind, wall_time_s=round(wall, 3),
-        spec=SpecInfo(path=spec_path, name=spec.name, fingerprint=spec.fingerprint(), model=spec.model.name),
-        data=DataInfo(path=data_path, rows=stats.rows, skipped=read_stats.skipped, limit=limit),
-        summary=summary,
-        stats={
-            "reward": SeriesStats(**stats.total.summary()).model_dump(),
-            "rewards": {n: SeriesStats(**s.summary()).model_dump() for n, s in stats.rewards.items()},
-            "metrics": {n: SeriesStats(**s.summary()).model_dump() for n, s in stats.metrics.items()},
-        },
-        weights={r.name: r.weight for r in scorer.rewards},
-        latency_s=stats.latency_summary(),
-        usage=usage,
-        thresholds=thresholds,
-        passed=all(t.passed for t in thresholds),
-        errors=stats.error_rows,
-        skipped_examples=read_stats.skipped_examples,
-        outputs=outputs,
-    )
-
-
-def write_outputs(out_dir: Path, report: EvalReport) -> None:
-    atomic_write_json(out_dir / "report.json", report.model_dump(mode="json"))
-    atomic_write_text(out_dir / "report.md", render_markdown(report))
-
-
 def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str]) -> int | None:
     """Check every line of a dataset file before spending any model call on it; returns the row
     count (for the progress bar). Streams, so memory stays flat. Skipped for stdin."""
@@ -134,7 +89,9 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                    program: Program | None = None, on_progress: ProgressCallback | None = None,
                    on_start: Callable[[int | None], None] | None = None) -> EvalReport:
     started = time.perf_counter()
-    scorer = Scorer(spec.reward_configs(), spec.metrics)
+    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
+                              cache_dir=options.cache_dir)
+    scorer.check_ready()
     required = scorer.required_outputs(spec.outputs)
     total = prevalidate(spec, options, required)
     if total is None:
@@ -145,23 +102,31 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     client = LMClient(spec.model, cache)
     read_stats = ReadStats()
-
-    stats = RunStats(scorer.reward_names, scorer.metric_names)
+    stats = RunStats(scorer)
+    repeat = max(1, options.repeat)
+    warnings: list[str] = []
+    if repeat > 1 and spec.model.temperature == 0:
+        warnings.append("--repeat with temperature 0: greedy samples of a row are identical")
     out_dir = Path(options.out_dir) if options.out_dir else None
     writer = JsonlWriter(out_dir / "predictions.jsonl") if out_dir else None
     concurrency = max(1, options.concurrency)
     window = asyncio.Semaphore(concurrency * 4)  # rows read but not yet written
     in_flight = asyncio.Semaphore(concurrency)
-    pending: deque[tuple[Row, asyncio.Task]] = deque()
+    pending: deque[tuple[Row, int, asyncio.Task]] = deque()
     arrived = asyncio.Event()
     producing_done = False
     fatal: list[str] = []
 
-    async def predict(row: Row) -> Prediction:
+    async def predict(row: Row, sample: int) -> Prediction:
         async with in_flight:
             if fatal:
                 return Prediction(None, error=f"not run: {fatal[0]}")
-            pred = await program.predict(row.inputs, client, use_cache=options.use_cache)
+            overrides = None
+            if repeat > 1:  # distinct, reproducible seeds per sample
+                base = spec.model.seed if spec.model.seed is not None else 0
+                overrides = {"seed": base + sample}
+            pred = await program.predict(row.inputs, client, use_cache=options.use_cache,
+                                         overrides=overrides, sample=sample)
             if pred.fatal and not fatal:
                 fatal.append(pred.error or "provider error")
             return pred
@@ -172,24 +137,27 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
             for row in read_rows(options.data, spec.inputs, spec.outputs,
                                  skip_invalid=options.skip_invalid, limit=options.limit,
                                  required_outputs=required, stats=read_stats):
-                await window.acquire()
-                pending.append((row, asyncio.create_task(predict(row))))
-                arrived.set()
+                for sample in range(repeat):
+                    await window.acquire()
+                    pending.append((row, sample, asyncio.create_task(predict(row, sample))))
+                    arrived.set()
                 if fatal:
                     break
         finally:
             producing_done = True
             arrived.set()
 
-    async def flush(batch: list[tuple[Row, Prediction]]) -> None:
+    async def flush(batch: list[tuple[Row, int, Prediction]]) -> None:
         if not batch:
             return
-        scores = await scorer.score([r.y_true or {} for r, _ in batch],
-                                    [p.y_pred if p.ok else None for _, p in batch])
-        for (row, pred), row_scores in zip(batch, scores, strict=False):
+        scores = await scorer.score([r.y_true or {} for r, _, _ in batch],
+                                    [p.y_pred if p.ok else None for _, _, p in batch],
+                                    [r.inputs for r, _, _ in batch])
+        for (row, sample, pred), row_scores in zip(batch, scores, strict=True):
             if writer is not None:
-                writer.write(prediction_record(row, pred, row_scores))
-            stats.add(row_scores, ok=pred.ok, error=pred.error, index=row.index, line=row.line,
+                writer.write(prediction_record(row, pred, row_scores, sample if repeat > 1 else None))
+            stats.add(row_scores, y_true=row.y_true or {}, y_pred=pred.y_pred, inputs=row.inputs,
+                      ok=pred.ok, error=pred.error, index=row.index, line=row.line,
                       latency_s=pred.latency_s, cached=pred.cached,
                       prompt_tokens=pred.prompt_tokens, completion_tokens=pred.completion_tokens)
             window.release()
@@ -200,7 +168,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         batch.clear()
 
     async def consume() -> None:
-        batch: list[tuple[Row, Prediction]] = []
+        batch: list[tuple[Row, int, Prediction]] = []
         last_flush = time.perf_counter()
         while True:
             while not pending:
@@ -210,11 +178,11 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                     return
                 arrived.clear()
                 await arrived.wait()
-            row, task = pending.popleft()
-            batch.append((row, await task))
+            row, sample, task = pending.popleft()
+            batch.append((row, sample, await task))
             # Score in batches (embedding and reward-model rewards batch), but do not sit on
             # finished rows while the next one is still generating.
-            waiting = not pending or not pending[0][1].done()
+            waiting = not pending or not pending[0][2].done()
             if len(batch) >= SCORE_BATCH or (waiting and time.perf_counter() - last_flush >= FLUSH_SECONDS):
                 await flush(batch)
                 last_flush = time.perf_counter()
@@ -224,7 +192,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         await asyncio.gather(producer, consume())
     except BaseException as exc:
         producer.cancel()
-        for _, task in pending:
+        for _, _, task in pending:
             task.cancel()
         if writer is not None:
             writer.close()
@@ -250,7 +218,8 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     report = build_report(kind="eval", spec=spec, spec_path=spec_path, data_path=options.data,
                           stats=stats, read_stats=read_stats, scorer=scorer,
                           wall=time.perf_counter() - started, limit=options.limit,
-                          fail_under=options.fail_under, usage=usage, outputs=outputs)
+                          fail_under=options.fail_under, usage=usage, outputs=outputs,
+                          warnings=warnings)
     if out_dir is not None:
         write_outputs(out_dir, report)
     if stats.rows and stats.errors == stats.rows:

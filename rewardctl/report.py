@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from rewardctl import __version__
+from rewardctl.io import atomic_write_json, atomic_write_text
 
 REPORT_SCHEMA_VERSION = 1
 
 
 class SeriesStats(BaseModel):
-    count: int
-    excluded: int = 0
+    """Statistics of one per-example score over the run."""
+
+    count: int = Field(description="Rows with a value.")
+    excluded: int = Field(0, description="Rows left out (failed predictions with on_error: exclude).")
+    unscored: int = Field(0, description="Rows the score could not grade (a judge failed), given the failure policy.")
     mean: float | None
     std: float | None
     stderr: float | None
+    ci95: list[float] | None = Field(None, description="95% CI of the mean (bootstrap, seeded).")
+    ci_method: str | None = None
     min: float | None
     max: float | None
+    percentiles: dict[str, float] | None = None
+    pass_threshold: float | None = None
+    pass_rate: float | None = Field(None, description="Share of rows at or above pass_threshold.")
 
 
 class Summary(BaseModel):
@@ -78,8 +88,53 @@ class EvalReport(BaseModel):
     thresholds: list[ThresholdResult] = Field(default_factory=list)
     passed: bool = True
     errors: list[dict[str, Any]] = Field(default_factory=list, description="The first failed rows.")
+    normalization: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Normalization parameters fitted during this run, by score name.")
+    warnings: list[str] = Field(default_factory=list)
     skipped_examples: list[str] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
+
+
+def build_report(*, kind: str, spec: Any, spec_path: str | None, data_path: str, stats: Any,
+                 read_stats: Any, scorer: Any, wall: float, limit: int | None,
+                 fail_under: float | None, usage: Usage | None, outputs: dict[str, str],
+                 normalization: dict[str, dict[str, Any]] | None = None,
+                 warnings: list[str] | None = None) -> EvalReport:
+    total, rewards, metrics, reward_means, metric_means = stats.score_stats()
+    summary = Summary(
+        count=stats.rows, ok=stats.rows - stats.errors, errors=stats.errors,
+        skipped=read_stats.skipped, error_rate=(stats.errors / stats.rows) if stats.rows else 0.0,
+        reward=total["mean"], rewards=reward_means, metrics=metric_means,
+    )
+    thresholds = check_thresholds(summary, spec.thresholds, fail_under)
+    per_example = set(scorer.metric_names)
+    return EvalReport(
+        kind=kind, wall_time_s=round(wall, 3),
+        spec=SpecInfo(path=spec_path, name=spec.name, fingerprint=spec.fingerprint(), model=spec.model.name),
+        data=DataInfo(path=data_path, rows=stats.rows, skipped=read_stats.skipped, limit=limit),
+        summary=summary,
+        stats={
+            "reward": SeriesStats(**total).model_dump(),
+            "rewards": {n: SeriesStats(**s).model_dump() for n, s in rewards.items()},
+            "metrics": {n: SeriesStats(**s).model_dump() if n in per_example else s
+                        for n, s in metrics.items()},
+        },
+        weights={r.name: r.weight for r in scorer.rewards},
+        latency_s=stats.latency_summary(),
+        usage=usage,
+        thresholds=thresholds,
+        passed=all(t.passed for t in thresholds),
+        errors=stats.error_rows,
+        skipped_examples=read_stats.skipped_examples,
+        outputs=outputs,
+        normalization=normalization or {},
+        warnings=warnings or [],
+    )
+
+
+def write_outputs(out_dir: Path, report: EvalReport) -> None:
+    atomic_write_json(out_dir / "report.json", report.model_dump(mode="json"))
+    atomic_write_text(out_dir / "report.md", render_markdown(report))
 
 
 def check_thresholds(summary: Summary, thresholds: Any, fail_under: float | None) -> list[ThresholdResult]:
@@ -133,13 +188,15 @@ def render_markdown(report: EvalReport) -> str:
         if not stats:
             continue
         lines += ["", f"### {section.capitalize()}", ""]
-        head = "| name | weight | mean | stderr | min | max | n |" if section == "rewards" else \
-            "| name | mean | stderr | min | max | n |"
+        head = "| name | weight | mean | stderr | 95% CI | min | max | n |" if section == "rewards" else \
+            "| name | mean | stderr | 95% CI | min | max | n |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for name, st in stats.items():
             cells = [name] + ([f"{report.weights.get(name, 1.0):g}"] if section == "rewards" else [])
-            cells += [_fmt(st.get("mean")), _fmt(st.get("stderr")), _fmt(st.get("min")),
-                      _fmt(st.get("max")), str(st.get("count"))]
+            value = st["mean"] if "mean" in st else st.get("value")
+            ci = st.get("ci95")
+            cells += [_fmt(value), _fmt(st.get("stderr")), f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a",
+                      _fmt(st.get("min")), _fmt(st.get("max")), str(st.get("count", st.get("examples", "")))]
             lines.append("| " + " | ".join(cells) + " |")
     if report.thresholds:
         lines += ["", "### Thresholds", "", "| check | threshold | value | result |", "|---|---|---|---|"]

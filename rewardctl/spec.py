@@ -9,87 +9,22 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rewardctl import metrics as metrics_pkg
 from rewardctl import rewards as rewards_pkg
 from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_field_names, check_fields
 from rewardctl.errors import InputError, one_line
 from rewardctl.io import open_input
+from rewardctl.modelconfig import LOCAL_DEFAULT_MODEL, ModelConfig
 from rewardctl.rewards.masks import unmatched_mask_entries
 from rewardctl.yamlload import LocatedData, load_yaml
 
 SPEC_VERSION = 1
-LOCAL_DEFAULT_MODEL = "local/gemma-3-270m"
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.IGNORECASE)
-
-
-class ModelConfig(BaseModel):
-    """The language model: a litellm model string and its sampling parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(
-        LOCAL_DEFAULT_MODEL,
-        description="A litellm model string, e.g. 'openai/gpt-4o-mini', 'ollama/llama3', or the "
-        f"embedded offline model '{LOCAL_DEFAULT_MODEL}'.",
-    )
-    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 is greedy.")
-    max_tokens: int = Field(256, ge=1, description="Most tokens generated per reply.")
-    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling; unset: the provider's default.")
-    top_k: int | None = Field(None, ge=0, description="Top-k sampling (0: off), where the provider supports it.")
-    seed: int | None = Field(None, description="Sampling seed, where the provider supports it (0 is a seed).")
-    stop: list[str] | None = Field(None, description="Extra stop sequences.")
-    timeout: float = Field(120.0, gt=0, description="Seconds before one request is abandoned.")
-    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server.")
-    api_key_env: str | None = Field(
-        None,
-        description="Name of the environment variable that holds the API key. Keys never go in a "
-        "spec; without this, litellm reads its usual variables (OPENAI_API_KEY, ...).",
-    )
-    prompt_format: Literal["auto", "fields", "json"] = Field(
-        "auto",
-        description="'fields': plain `field: value` lines (best for base models); 'json': a JSON "
-        "object constrained by the output schema (chat models); 'auto': fields for local/ models, "
-        "json otherwise.",
-    )
-    max_parse_retries: int = Field(
-        2, ge=0, le=10,
-        description="Further attempts when a reply does not parse into the outputs (the local "
-        "model retries with grammar-constrained decoding).",
-    )
-    extra: dict[str, Any] = Field(
-        default_factory=dict, description="Further parameters passed to litellm as they are."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        return {"name": data} if isinstance(data, str) else data
-
-    @field_validator("extra")
-    @classmethod
-    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if _SECRET_KEY.search(key):
-                raise ValueError(
-                    f"'{key}' looks like a secret: put it in an environment variable and name "
-                    "that variable in model.api_key_env"
-                )
-        return value
-
-    @property
-    def is_local(self) -> bool:
-        return self.name.startswith("local/")
-
-    @property
-    def resolved_format(self) -> Literal["fields", "json"]:
-        if self.prompt_format != "auto":
-            return self.prompt_format
-        return "fields" if self.is_local else "json"
+__all__ = ["LOCAL_DEFAULT_MODEL", "Example", "ModelConfig", "ProgramSpec", "Thresholds", "load_spec"]
 
 
 class Example(BaseModel):
@@ -120,6 +55,11 @@ RewardEntry = Annotated[
     Union[tuple(rewards_pkg.config_models())],  # type: ignore[misc]  # noqa: UP007
     Field(discriminator="type"),
 ]
+# Metrics: any reward type (reported, not optimized) or a run-level metric type.
+MetricEntry = Annotated[
+    Union[tuple(rewards_pkg.config_models() + metrics_pkg.config_models())],  # type: ignore[misc]  # noqa: UP007
+    Field(discriminator="type"),
+]
 
 
 class ProgramSpec(BaseModel):
@@ -140,8 +80,10 @@ class ProgramSpec(BaseModel):
         description="Scores that make up the total reward (a weighted mean). None given: "
         "exact_match on all outputs.",
     )
-    metrics: list[RewardEntry] = Field(
-        default_factory=list, description="Scores that are reported but not optimized."
+    metrics: list[MetricEntry] = Field(
+        default_factory=list,
+        description="Scores that are reported but not optimized: any reward type (averaged over "
+        "examples) or a run-level metric (classification, field_f1, pass_at_k).",
     )
     optimizer: dict[str, Any] | None = Field(None, description="The optimizer and its options.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -225,7 +167,7 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 def _all_field_names() -> set[str]:
     names: set[str] = set()
     for model in (ProgramSpec, ModelConfig, Example, Thresholds, FieldSpec,
-                  *rewards_pkg.config_models()):
+                  *rewards_pkg.config_models(), *metrics_pkg.config_models()):
         names.update(model.model_fields)
     names.add("maxLength")
     return names
@@ -279,14 +221,16 @@ def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
             seen[name] = loc
             if section == "metrics" and "weight" in entry.model_fields_set:
                 raise fail(loc + ("weight",), "metrics have no weight: move this entry to rewards")
-            problems = unmatched_mask_entries(spec.outputs, entry.in_mask, entry.out_mask,
-                                              entry.in_mask_pattern, entry.out_mask_pattern)
-            if problems:
-                field = "in_mask" if problems[0].startswith("in_mask") else "out_mask"
-                raise fail(loc + (field,),
-                           f"{problems[0]} matches no output field (outputs: {', '.join(spec.outputs)})")
+            _check_entry(entry, loc, spec, fail)
     if spec.rewards and sum(r.weight for r in spec.rewards) <= 0:
         raise fail(("rewards",), "at least one reward needs a weight above 0")
+
+    score_names = {m.display_name for m in [*spec.reward_configs(), *spec.metrics]}
+    for i, entry in enumerate(spec.metrics):
+        if getattr(entry, "type", None) == "pass_at_k" and entry.score is not None \
+                and entry.score not in score_names:
+            raise fail(("metrics", i, "score"), f"no reward or metric named '{entry.score}' "
+                                                f"(known: {', '.join(sorted(score_names))})")
 
     reward_names = {r.display_name for r in spec.reward_configs()}
     metric_names = {m.display_name for m in spec.metrics}
@@ -298,6 +242,22 @@ def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
 
     if spec.optimizer is not None and "type" not in spec.optimizer:
         raise fail(("optimizer",), "needs a 'type' (e.g. random_few_shot)")
+
+
+def _check_entry(entry: Any, loc: tuple[Any, ...], spec: ProgramSpec, fail) -> None:
+    """Masks must match output fields, fields named must exist; composite parts too."""
+    problems = unmatched_mask_entries(spec.outputs, getattr(entry, "in_mask", None),
+                                      getattr(entry, "out_mask", None),
+                                      getattr(entry, "in_mask_pattern", None),
+                                      getattr(entry, "out_mask_pattern", None))
+    if problems:
+        field = "in_mask" if problems[0].startswith("in_mask") else "out_mask"
+        raise fail(loc + (field,), f"{problems[0]} matches no output field (outputs: {', '.join(spec.outputs)})")
+    field_name = getattr(entry, "field", None)
+    if getattr(entry, "type", None) == "classification" and field_name.split(".")[0] not in spec.outputs:
+        raise fail(loc + ("field",), f"no output field '{field_name}' (outputs: {', '.join(spec.outputs)})")
+    for j, part in enumerate(getattr(entry, "rewards", None) or []):
+        _check_entry(part, loc + ("rewards", j), spec, fail)
 
 
 def _check_example_part(value: dict[str, Any], model: DataModel, loc: tuple[Any, ...], fail) -> None:

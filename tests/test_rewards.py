@@ -25,7 +25,7 @@ def test_unknown_type():
 def test_exact_match():
     assert score({"type": "exact_match"}, {"a": "Paris"}, {"a": "Paris"}) == 1.0
     assert score({"type": "exact_match"}, {"a": "Paris"}, {"a": "paris "}) == 0.0
-    assert score({"type": "exact_match", "normalize": ["strip", "casefold"]}, {"a": "Paris"}, {"a": " paris"}) == 1.0
+    assert score({"type": "exact_match", "text_normalization": ["strip", "casefold"]}, {"a": "Paris"}, {"a": " paris"}) == 1.0
     assert score({"type": "exact_match", "in_mask": ["answer"]},
                  {"thinking": "x", "answer": "Paris"}, {"thinking": "y", "answer": "Paris"}) == 1.0
 
@@ -39,7 +39,7 @@ def test_tokenizers():
     # [capital, paris] vs [paris]: P=1, R=1/2 -> F1 = 2/3
     ({"type": "f1_score"}, "The capital is Paris", "Paris", 2 / 3),
     # squad keeps "is": [capital, is, paris] vs [paris]: P=1, R=1/3 -> 0.5
-    ({"type": "f1_score", "normalization": "squad"}, "The capital is Paris", "Paris", 0.5),
+    ({"type": "f1_score", "text_normalization": "squad"}, "The capital is Paris", "Paris", 0.5),
     ({"type": "precision"}, "x y z", "x y w v", 0.5),
     ({"type": "recall"}, "x y z", "x y w v", 2 / 3),
     # (1 + 4) * 0.5 * (2/3) / (4 * 0.5 + 2/3) = 0.625

@@ -1,11 +1,39 @@
 """Rewards: one module per reward type, behind a registry (type name -> class)."""
 
-from rewardctl.rewards import exact_match, token_overlap  # noqa: F401  (registers the built-ins)
-from rewardctl.rewards.base import JSON, REGISTRY, Reward, RewardConfig, build_reward, register
+from typing import Annotated, Union
 
-__all__ = ["JSON", "REGISTRY", "Reward", "RewardConfig", "build_reward", "register"]
+from pydantic import Field
+
+from rewardctl.rewards import (  # noqa: F401  (importing registers the built-ins)
+    composite,
+    contains,
+    cosine_similarity,
+    exact_match,
+    json_schema,
+    length,
+    lm_judge,
+    python_fn,
+    regex,
+    token_overlap,
+)
+from rewardctl.rewards.base import (
+    JSON,
+    REGISTRY,
+    Reward,
+    RewardConfig,
+    RewardContext,
+    build_reward,
+    register,
+)
+
+__all__ = ["JSON", "REGISTRY", "Reward", "RewardConfig", "RewardContext", "build_reward", "register"]
 
 
 def config_models() -> list[type[RewardConfig]]:
     """The config model of every registered reward type, for the spec's discriminated union."""
     return [cls.config_model for cls in REGISTRY.values()]
+
+
+# Any reward entry, told apart by `type`; composite rewards nest them.
+AnyRewardConfig = Annotated[Union[tuple(config_models())], Field(discriminator="type")]  # noqa: UP007
+composite.CompositeConfig.model_rebuild(_types_namespace={"AnyRewardConfig": AnyRewardConfig})

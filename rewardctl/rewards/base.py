@@ -4,27 +4,75 @@ A reward scores one example: ``(y_true, y_pred) -> float``, both JSON objects. S
 implement one of:
 
 - ``compute(y_true, y_pred)``: sync, per example (cheap rewards: exact match, F1);
-- ``acompute(y_true, y_pred)``: async, per example (an LM judge);
-- ``compute_batch(y_trues, y_preds)``: async, a whole batch (embeddings, reward models).
+- ``acompute(y_true, y_pred)``: async, per example;
+- ``compute_batch(y_trues, y_preds, inputs)``: async, a whole batch (embeddings, reward models,
+  judges); ``inputs`` holds each row's program inputs (or None) for rewards that need the prompt.
 
-Masks and the failure policy are applied here, once, for every reward type. Every reward is
-built from its spec entry (a pydantic config) and saved back to the same plain config, so the
-same class serves as a reward (it enters the total reward, weighted) or as a metric (reported).
+Masks, the failure policy, value normalization and clipping are applied here, once, for every
+reward type. Every reward is built from its spec entry (a pydantic config) and saved back to the
+same plain config, so the same class serves as a reward (it enters the total reward, weighted)
+or as a metric (reported only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rewardctl.errors import InputError
 from rewardctl.rewards.masks import Masks
 
 JSON = dict[str, Any]
+
+
+class Normalization(BaseModel):
+    """Rescales a reward's values. minmax and zscore take parameters fitted on a dataset
+    (`rewardctl score` fits missing ones on the file it scores); running uses the mean and
+    standard deviation of the values seen so far in the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["none", "minmax", "zscore", "running"] = "none"
+    min: float | None = Field(None, description="minmax: the value mapped to 0.")
+    max: float | None = Field(None, description="minmax: the value mapped to 1.")
+    mean: float | None = Field(None, description="zscore: the mean subtracted.")
+    std: float | None = Field(None, gt=0, description="zscore: the standard deviation divided by.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Normalization:
+        if self.method == "minmax" and None not in (self.min, self.max) and self.max <= self.min:
+            raise ValueError("minmax needs max > min")
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        if self.method == "minmax":
+            return self.min is not None and self.max is not None
+        if self.method == "zscore":
+            return self.mean is not None and self.std is not None
+        return True
+
+
+def fit_normalization(method: str, values: Sequence[float]) -> Normalization:
+    """Fit minmax or zscore parameters on observed raw values."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        raise InputError(f"cannot fit {method} normalization: no values")
+    if method == "minmax":
+        lo, hi = min(values), max(values)
+        return Normalization(method="minmax", min=lo, max=hi if hi > lo else lo + 1.0)
+    if method == "zscore":
+        mean = math.fsum(values) / len(values)
+        var = math.fsum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
+        return Normalization(method="zscore", mean=mean, std=math.sqrt(var) or 1.0)
+    return Normalization(method=method)
 
 
 class RewardConfig(BaseModel):
@@ -49,6 +97,9 @@ class RewardConfig(BaseModel):
         "means ('exclude'); the report counts it either way.",
     )
     failure_score: float = Field(0.0, description="The value a failed prediction scores.")
+    normalization: Normalization | None = Field(None, description="Rescaling of the values.")
+    clip: tuple[float, float] | None = Field(None, description="[low, high] bounds, applied last.")
+    pass_threshold: float = Field(0.5, description="A value at or above this counts as a pass in reports.")
 
     @field_validator("in_mask_pattern", "out_mask_pattern")
     @classmethod
@@ -60,22 +111,62 @@ class RewardConfig(BaseModel):
                 raise ValueError(f"invalid regular expression: {exc}") from None
         return value
 
+    @field_validator("clip")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError("clip needs [low, high] with low <= high")
+        return value
+
     @property
     def display_name(self) -> str:
         return self.name or self.type
 
 
+@dataclass
+class RewardContext:
+    """What rewards may need beyond their own config: where the spec lives (relative paths
+    resolve against it) and how LM-backed rewards cache their calls."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    cache_dir: str | None = None
+    use_cache: bool = True
+    default_model: Any = None  # the program's ModelConfig, for judges that name none
+    outputs_schema: dict[str, Any] | None = None  # the program's outputs, as JSON Schema
+
+
+class _Running:
+    """Welford's online mean and variance."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def update(self, x: float) -> float:
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (x - self.mean)
+        std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return (x - self.mean) / std if std > 0 else 0.0
+
+
 class Reward:
     config_model: ClassVar[type[RewardConfig]] = RewardConfig
 
-    def __init__(self, config: RewardConfig | dict[str, Any] | None = None, **options: Any):
+    def __init__(self, config: RewardConfig | dict[str, Any] | None = None,
+                 context: RewardContext | None = None, **options: Any):
         if config is None or isinstance(config, dict):
             data = dict(config or {}, **options)
             data.setdefault("type", self.type_name())
             config = self.config_model.model_validate(data)
         self.config = config
+        self.context = context or RewardContext()
         self.masks = Masks(config.in_mask, config.out_mask, config.in_mask_pattern,
                            config.out_mask_pattern)
+        self._running = _Running() if config.normalization and config.normalization.method == "running" else None
+        self.unscored = 0  # rows with a prediction that this reward could not score
 
     # --- config round trip ---
     @classmethod
@@ -83,8 +174,8 @@ class Reward:
         return cls.config_model.model_fields["type"].default
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Reward:
-        return cls(cls.config_model.model_validate(config))
+    def from_config(cls, config: dict[str, Any], context: RewardContext | None = None) -> Reward:
+        return cls(cls.config_model.model_validate(config), context)
 
     def get_config(self) -> dict[str, Any]:
         data = self.config.model_dump(mode="json", exclude_defaults=True)
@@ -98,18 +189,19 @@ class Reward:
     def weight(self) -> float:
         return self.config.weight
 
-    # --- to implement ---
+    # --- to implement (one of) ---
     def compute(self, y_true: JSON, y_pred: JSON) -> float:
         raise TypeError(f"{type(self).__name__} must define compute, acompute or compute_batch")
 
     async def acompute(self, y_true: JSON, y_pred: JSON) -> float:
         return self.compute(y_true, y_pred)
 
-    async def compute_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON]) -> list[float]:
+    async def compute_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON],
+                            inputs: Sequence[JSON | None]) -> list[float]:
         if type(self).acompute is Reward.acompute:
             # Sync reward: a plain loop, no per-row coroutine overhead.
-            return [self.compute(t, p) for t, p in zip(y_trues, y_preds, strict=False)]
-        return list(await asyncio.gather(*(self.acompute(t, p) for t, p in zip(y_trues, y_preds, strict=False))))
+            return [self.compute(t, p) for t, p in zip(y_trues, y_preds, strict=True)]
+        return list(await asyncio.gather(*(self.acompute(t, p) for t, p in zip(y_trues, y_preds, strict=True))))
 
     # --- what callers use ---
     def fields_read(self, outputs: Any) -> list[str]:
@@ -123,17 +215,38 @@ class Reward:
     def apply_masks(self, obj: JSON | None) -> JSON | None:
         return self.masks.apply(obj) if self.masks else obj
 
-    async def score_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None]) -> list[float | None]:
-        """Score a batch. A missing prediction (None) gets the failure policy: ``failure_score``,
-        or None when ``on_error: exclude``."""
+    def transform(self, value: float) -> float:
+        """Normalization, then clipping: the raw value as reports and the total reward see it."""
+        norm = self.config.normalization
+        if norm is not None and norm.method != "none":
+            if norm.method == "minmax":
+                value = (value - norm.min) / (norm.max - norm.min)
+            elif norm.method == "zscore":
+                value = (value - norm.mean) / norm.std
+            elif self._running is not None:
+                value = self._running.update(value)
+        if self.config.clip is not None:
+            value = min(max(value, self.config.clip[0]), self.config.clip[1])
+        return value
+
+    def check_ready(self) -> None:
+        """Raise when the reward cannot score yet (normalization parameters not fitted)."""
+        norm = self.config.normalization
+        if norm is not None and not norm.fitted:
+            raise InputError(
+                f"{norm.method} normalization needs fitted parameters; fit them on a dataset with "
+                "`rewardctl score` (it fits missing ones) or give them in the spec",
+                field=f"reward '{self.name}'.normalization")
+
+    async def raw_scores(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None],
+                         inputs: Sequence[JSON | None] | None = None) -> list[float | None]:
+        """Values before normalization and the failure policy: None for a failed prediction."""
         results: list[float | None] = [None] * len(y_trues)
         todo: list[int] = []
         masked_true: list[JSON] = []
         masked_pred: list[JSON] = []
-        failed = None if self.config.on_error == "exclude" else float(self.config.failure_score)
-        for i, (t, p) in enumerate(zip(y_trues, y_preds, strict=False)):
+        for i, (t, p) in enumerate(zip(y_trues, y_preds, strict=True)):
             if p is None:
-                results[i] = failed
                 continue
             mt, mp = self.apply_masks(t), self.apply_masks(p)
             if self.masks and not mt and not mp:
@@ -146,14 +259,29 @@ class Reward:
             masked_true.append(mt or {})
             masked_pred.append(mp or {})
         if todo:
-            values = await self.compute_batch(masked_true, masked_pred)
-            for i, value in zip(todo, values, strict=False):
-                results[i] = float(value)
+            row_inputs = [inputs[i] if inputs is not None else None for i in todo]
+            values = await self.compute_batch(masked_true, masked_pred, row_inputs)
+            for i, value in zip(todo, values, strict=True):
+                if value is None:  # the reward could not score this row (a judge failed, say)
+                    self.unscored += 1
+                    continue
+                value = float(value)
+                if not math.isfinite(value):
+                    raise InputError(f"returned {value}, not a finite number", field=f"reward '{self.name}'")
+                results[i] = value
         return results
 
-    def score(self, y_true: JSON, y_pred: JSON | None) -> float | None:
+    async def score_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None],
+                          inputs: Sequence[JSON | None] | None = None) -> list[float | None]:
+        """Final values: a missing prediction (None) gets the failure policy (``failure_score``,
+        or None with ``on_error: exclude``); others are normalized and clipped."""
+        raw = await self.raw_scores(y_trues, y_preds, inputs)
+        failed = None if self.config.on_error == "exclude" else float(self.config.failure_score)
+        return [failed if value is None else self.transform(value) for value in raw]
+
+    def score(self, y_true: JSON, y_pred: JSON | None, inputs: JSON | None = None) -> float | None:
         """Score one example synchronously (convenient in notebooks and tests)."""
-        return asyncio.run(self.score_batch([y_true], [y_pred]))[0]
+        return asyncio.run(self.score_batch([y_true], [y_pred], [inputs]))[0]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.get_config()}>"
@@ -172,10 +300,10 @@ def register(cls: type[Reward]) -> type[Reward]:
     return cls
 
 
-def build_reward(config: RewardConfig | dict[str, Any]) -> Reward:
+def build_reward(config: RewardConfig | dict[str, Any], context: RewardContext | None = None) -> Reward:
     if isinstance(config, dict):
         type_name = config.get("type")
         if type_name not in REGISTRY:
             raise InputError(f"unknown reward type '{type_name}' (known: {', '.join(sorted(REGISTRY))})")
-        return REGISTRY[type_name].from_config(config)
-    return REGISTRY[config.type](config)
+        return REGISTRY[type_name].from_config(config, context)
+    return REGISTRY[config.type](config, context)

@@ -11,7 +11,7 @@ from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
 
 class ExactMatchConfig(RewardConfig):
     type: Literal["exact_match"] = "exact_match"
-    normalize: list[Literal["strip", "casefold"]] = Field(
+    text_normalization: list[Literal["strip", "casefold"]] = Field(
         default_factory=list,
         description="Applied to every string leaf on both sides before comparing: "
         "'strip' (surrounding whitespace), 'casefold' (case-insensitive).",
@@ -41,9 +41,10 @@ def _normalizer(steps: list[str]):
 class ExactMatch(Reward):
     config_model = ExactMatchConfig
 
-    def __init__(self, config=None, **options):
-        super().__init__(config, **options)
-        self._norm = _normalizer(self.config.normalize) if self.config.normalize else None
+    def __init__(self, config=None, context=None, **options):
+        super().__init__(config, context, **options)
+        steps = self.config.text_normalization
+        self._norm = _normalizer(steps) if steps else None
 
     def compute(self, y_true: JSON, y_pred: JSON) -> float:
         if self._norm is not None:

@@ -8,16 +8,16 @@ union of leaf paths. Two empty leaves agree (1.0); one empty leaf against a non-
 
 from __future__ import annotations
 
-import json
 import re
 import string
 import unicodedata
 from collections import Counter
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.leaves import paired_leaves
 
 _SYNALINKS_STOPWORDS = re.compile(r"\b(a|an|the|of|is)\b", re.UNICODE)
 _SQUAD_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -39,24 +39,6 @@ def tokens_squad(text: str) -> list[str]:
 
 _SQUAD_PUNCT = set(string.punctuation)
 TOKENIZERS = {"synalinks": tokens_synalinks, "squad": tokens_squad, "none": str.split}
-
-
-def leaves(value: Any, path: str = "") -> dict[str, str]:
-    """Flatten JSON to ``{key path: text}``; non-string leaves are written as JSON."""
-    out: dict[str, str] = {}
-    if isinstance(value, dict):
-        for key, child in value.items():
-            out.update(leaves(child, f"{path}.{key}" if path else str(key)))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            out.update(leaves(child, f"{path}[{i}]"))
-    elif isinstance(value, str):
-        out[path] = value
-    elif value is not None:
-        out[path] = json.dumps(value)
-    else:
-        out[path] = ""
-    return out
 
 
 def overlap_counts(true_tokens: list[str], pred_tokens: list[str]) -> tuple[int, int, int]:
@@ -84,27 +66,26 @@ def fbeta_from_counts(tp: int, fp: int, fn: int, beta: float, kind: str) -> floa
 
 
 class TokenOverlapConfig(RewardConfig):
-    normalization: Literal["synalinks", "squad", "none"] = Field(
-        "synalinks", description="How text is normalized and split into tokens."
+    text_normalization: Literal["synalinks", "squad", "none"] = Field(
+        "synalinks",
+        description="How text is normalized and split into tokens: 'synalinks' (lowercase, drop "
+        "a/an/the/of/is and ASCII punctuation), 'squad' (lowercase, NFD, drop punctuation and "
+        "a/an/the), 'none' (split on whitespace).",
     )
 
 
 class _TokenOverlap(Reward):
     kind = "f1"
 
-    def __init__(self, config=None, **options):
-        super().__init__(config, **options)
-        self._tokenize = TOKENIZERS[self.config.normalization]
+    def __init__(self, config=None, context=None, **options):
+        super().__init__(config, context, **options)
+        self._tokenize = TOKENIZERS[self.config.text_normalization]
         self._beta = float(getattr(self.config, "beta", 1.0))
 
     def field_counts(self, y_true: JSON, y_pred: JSON) -> dict[str, tuple[int, int, int]]:
         """Per leaf path: (tp, fp, fn). Also used by the corpus-level field F1 metric."""
-        true_leaves, pred_leaves = leaves(y_true), leaves(y_pred)
-        counts = {}
-        for path in dict.fromkeys([*true_leaves, *pred_leaves]):
-            counts[path] = overlap_counts(self._tokenize(true_leaves.get(path, "")),
-                                          self._tokenize(pred_leaves.get(path, "")))
-        return counts
+        return {path: overlap_counts(self._tokenize(t), self._tokenize(p))
+                for path, t, p in paired_leaves(y_true, y_pred)}
 
     def compute(self, y_true: JSON, y_pred: JSON) -> float:
         counts = self.field_counts(y_true, y_pred)

@@ -1,0 +1,61 @@
+"""pass_at_k: the chance that at least one of k samples of an example passes, estimated
+without bias from n >= k samples with c passes: 1 - C(n - c, k) / C(n, k) (Chen et al., 2021),
+averaged over examples. Samples of one example are the rows that share its inputs and reference
+(`rewardctl eval --repeat N`, or a dataset that repeats rows)."""
+
+from __future__ import annotations
+
+import json
+from math import comb
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rewardctl.metrics.base import MetricConfig, RunMetric, register_metric
+
+
+class PassAtKConfig(MetricConfig):
+    type: Literal["pass_at_k"] = "pass_at_k"
+    k: int = Field(1, ge=1, description="Samples allowed per example.")
+    score: str | None = Field(None, description="The reward or metric that decides a pass. Default: the total reward.")
+    threshold: float = Field(1.0, description="A sample passes when its score is at or above this.")
+    group_by: Literal["inputs", "inputs_and_reference"] = "inputs_and_reference"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+@register_metric
+class PassAtK(RunMetric):
+    config_model = PassAtKConfig
+
+    def __init__(self, config, context=None):
+        super().__init__(config, context)
+        self.groups: dict[str, list[int]] = {}
+
+    def update(self, y_true, y_pred, inputs, scores) -> None:
+        cfg = self.config
+        if cfg.score is None:
+            value = scores.reward
+        else:
+            value = scores.rewards.get(cfg.score, scores.metrics.get(cfg.score))
+        key_obj = [inputs] if cfg.group_by == "inputs" else [inputs, y_true]
+        key = json.dumps(key_obj, sort_keys=True, ensure_ascii=False)
+        group = self.groups.setdefault(key, [0, 0])
+        group[0] += 1
+        group[1] += int(value is not None and value >= cfg.threshold)
+
+    def result(self) -> tuple[float | None, dict[str, Any]]:
+        k = self.config.k
+        usable = [(n, c) for n, c in self.groups.values() if n >= k]
+        details: dict[str, Any] = {"k": k, "examples": len(usable),
+                                   "too_few_samples": len(self.groups) - len(usable),
+                                   "samples": sum(n for n, _ in self.groups.values())}
+        if not usable:
+            return None, details
+        value = sum(pass_at_k(n, c, k) for n, c in usable) / len(usable)
+        details["value"] = value
+        return value, details

@@ -1,0 +1,76 @@
+"""The language model of a program (or of an LM judge): a litellm model string and sampling."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LOCAL_DEFAULT_MODEL = "local/gemma-3-270m"
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.IGNORECASE)
+
+
+class ModelConfig(BaseModel):
+    """The language model: a litellm model string and its sampling parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        LOCAL_DEFAULT_MODEL,
+        description="A litellm model string, e.g. 'openai/gpt-4o-mini', 'ollama/llama3', or the "
+        f"embedded offline model '{LOCAL_DEFAULT_MODEL}'.",
+    )
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 is greedy.")
+    max_tokens: int = Field(256, ge=1, description="Most tokens generated per reply.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling; unset: the provider's default.")
+    top_k: int | None = Field(None, ge=0, description="Top-k sampling (0: off), where the provider supports it.")
+    seed: int | None = Field(None, description="Sampling seed, where the provider supports it (0 is a seed).")
+    stop: list[str] | None = Field(None, description="Extra stop sequences.")
+    timeout: float = Field(120.0, gt=0, description="Seconds before one request is abandoned.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server.")
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the environment variable that holds the API key. Keys never go in a "
+        "spec; without this, litellm reads its usual variables (OPENAI_API_KEY, ...).",
+    )
+    prompt_format: Literal["auto", "fields", "json"] = Field(
+        "auto",
+        description="'fields': plain `field: value` lines (best for base models); 'json': a JSON "
+        "object constrained by the output schema (chat models); 'auto': fields for local/ models, "
+        "json otherwise.",
+    )
+    max_parse_retries: int = Field(
+        2, ge=0, le=10,
+        description="Further attempts when a reply does not parse into the outputs (the local "
+        "model retries with grammar-constrained decoding).",
+    )
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Further parameters passed to litellm as they are."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("extra")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if _SECRET_KEY.search(key):
+                raise ValueError(
+                    f"'{key}' looks like a secret: put it in an environment variable and name "
+                    "that variable in model.api_key_env"
+                )
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return self.name.startswith("local/")
+
+    @property
+    def resolved_format(self) -> Literal["fields", "json"]:
+        if self.prompt_format != "auto":
+            return self.prompt_format
+        return "fields" if self.is_local else "json"

@@ -1,0 +1,172 @@
+"""``rewardctl score``: re-score predictions that already exist, without calling the program's model.
+
+Input: JSONL, one prediction per line with ``y_true`` and ``y_pred`` objects and optional
+``inputs`` (eval's predictions.jsonl is one). ``y_pred: null`` or ``status: "error"`` is a failed
+prediction. The file is streamed in batches: memory stays flat however long it is. Rewards whose
+minmax/zscore normalization has no parameters are fitted on the file first (a streamed pass that
+computes their raw values), and the fitted parameters go into the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewardctl.datamodel import DataModel, ValueProblem, check_fields
+from rewardctl.dataset import ReadStats, count_lines, iter_json_objects
+from rewardctl.errors import InputError
+from rewardctl.io import JsonlWriter
+from rewardctl.report import EvalReport, build_report, write_outputs
+from rewardctl.rewards.base import fit_normalization
+from rewardctl.scoring import RunStats, Scorer
+
+BATCH = 256
+
+
+@dataclass
+class ScoreOptions:
+    predictions: str
+    out_dir: str | None = None
+    limit: int | None = None
+    skip_invalid: bool = False
+    fail_under: float | None = None
+    use_cache: bool = True
+    cache_dir: str | None = None
+
+
+@dataclass(slots=True)
+class PredictionRow:
+    index: int
+    line: int
+    record: dict[str, Any]
+    inputs: dict[str, Any] | None
+    y_true: dict[str, Any]
+    y_pred: dict[str, Any] | None
+    error: str | None
+
+
+def read_predictions(path: str, outputs: DataModel, required: dict[str, str], *,
+                     skip_invalid: bool = False, limit: int | None = None,
+                     stats: ReadStats | None = None) -> Iterator[PredictionRow]:
+    stats = stats if stats is not None else ReadStats()
+    label = "<stdin>" if path == "-" else path
+    if limit is not None and limit <= 0:
+        return
+    for line_no, obj in iter_json_objects(path, skip_invalid=skip_invalid, stats=stats):
+        try:
+            y_true = obj.get("y_true")
+            if not isinstance(y_true, dict):
+                raise ValueProblem("y_true", "expected an object (the reference outputs)")
+            for name, reader in required.items():
+                if name not in y_true:
+                    raise ValueProblem(f"y_true.{name}", f"missing (read by '{reader}')")
+            present = {n: s for n, s in outputs.items() if n in y_true}
+            check_fields(y_true, present, prefix="y_true", lax=False)
+            y_pred = obj.get("y_pred")
+            if y_pred is not None and not isinstance(y_pred, dict):
+                raise ValueProblem("y_pred", "expected an object or null")
+            inputs = obj.get("inputs")
+            if inputs is not None and not isinstance(inputs, dict):
+                raise ValueProblem("inputs", "expected an object or null")
+        except ValueProblem as problem:
+            if not skip_invalid:
+                raise InputError(problem.message, path=label, line=line_no, field=problem.path) from None
+            stats.skip(f"{label}:{line_no}: {problem}")
+            continue
+        failed = y_pred is None or obj.get("status") == "error"
+        error = (obj.get("error") or "failed prediction") if failed else None
+        yield PredictionRow(stats.rows, line_no, obj, inputs, y_true, None if failed else y_pred, error)
+        stats.rows += 1
+        if limit is not None and stats.rows >= limit:
+            return
+
+
+def _batches(rows: Iterator[PredictionRow], size: int = BATCH) -> Iterator[list[PredictionRow]]:
+    batch: list[PredictionRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _fit_missing(scorer: Scorer, options: ScoreOptions, outputs: DataModel,
+                       required: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Fit minmax/zscore parameters that the spec leaves out, on this file's raw values."""
+    targets = [s for s in [*scorer.rewards, *scorer.metrics]
+               if s.config.normalization is not None and not s.config.normalization.fitted]
+    if not targets:
+        return {}
+    if options.predictions == "-":
+        raise InputError("fitting normalization parameters needs a file, not stdin (it reads it twice)")
+    raw: dict[str, list[float]] = {s.name: [] for s in targets}
+    rows = read_predictions(options.predictions, outputs, required, skip_invalid=options.skip_invalid,
+                            limit=options.limit)
+    for batch in _batches(rows):
+        for score in targets:
+            values = await score.raw_scores([r.y_true for r in batch], [r.y_pred for r in batch],
+                                            [r.inputs for r in batch])
+            raw[score.name].extend(v for v in values if v is not None)
+    fitted = {}
+    for score in targets:
+        params = fit_normalization(score.config.normalization.method, raw[score.name])
+        score.config = score.config.model_copy(update={"normalization": params})
+        fitted[score.name] = params.model_dump(exclude_none=True)
+    return fitted
+
+
+async def score_predictions(spec: Any, options: ScoreOptions, *, spec_path: str | None = None,
+                            on_start: Callable[[int | None], None] | None = None,
+                            on_progress: Callable[[int, int | None, RunStats], None] | None = None) -> EvalReport:
+    started = time.perf_counter()
+    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
+                              cache_dir=options.cache_dir)
+    required = scorer.required_outputs(spec.outputs)
+    total = count_lines(options.predictions, options.limit)
+    if on_start is not None:
+        on_start(total)
+    fitted = await _fit_missing(scorer, options, spec.outputs, required)
+    scorer.check_ready()
+
+    read_stats = ReadStats()
+    stats = RunStats(scorer)
+    out_dir = Path(options.out_dir) if options.out_dir else None
+    writer = JsonlWriter(out_dir / "predictions.jsonl") if out_dir else None
+    try:
+        rows = read_predictions(options.predictions, spec.outputs, required,
+                                skip_invalid=options.skip_invalid, limit=options.limit, stats=read_stats)
+        for batch in _batches(rows):
+            scores = await scorer.score([r.y_true for r in batch], [r.y_pred for r in batch],
+                                        [r.inputs for r in batch])
+            for row, row_scores in zip(batch, scores, strict=True):
+                if writer is not None:
+                    writer.write({**row.record, "rewards": row_scores.rewards,
+                                  "metrics": row_scores.metrics, "reward": row_scores.reward})
+                stats.add(row_scores, y_true=row.y_true, y_pred=row.y_pred, inputs=row.inputs,
+                          ok=row.error is None, error=row.error, index=row.index, line=row.line)
+            if writer is not None:
+                writer.flush()
+            if on_progress is not None:
+                on_progress(stats.rows, total, stats)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
+    outputs: dict[str, str] = {}
+    if writer is not None and out_dir is not None:
+        writer.commit()
+        outputs = {"predictions": str(out_dir / "predictions.jsonl"),
+                   "report": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")}
+    report = build_report(kind="score", spec=spec, spec_path=spec_path, data_path=options.predictions,
+                          stats=stats, read_stats=read_stats, scorer=scorer,
+                          wall=time.perf_counter() - started, limit=options.limit,
+                          fail_under=options.fail_under, usage=None, outputs=outputs,
+                          normalization=fitted)
+    if out_dir is not None:
+        write_outputs(out_dir, report)
+    return report
