@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from rewardctl.datamodel import DataModel, ValueProblem, check_fields
 from rewardctl.errors import InputError, one_line
 from rewardctl.io import open_input
@@ -46,9 +48,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_json_line(text: str) -> Any:
-    """json.loads that refuses NaN and Infinity (not JSON, and they poison every mean)."""
-    return json.loads(text, parse_constant=_reject_constant)
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def parse_json_line(data: bytes | str) -> Any:
+    """Parse one JSON value; NaN and Infinity are refused (not JSON, and they poison every mean).
+
+    orjson first (3x faster); on refusal the stdlib decoder decides, so what is accepted is
+    exactly what the stdlib accepts (integers beyond 64 bits, say) and errors keep its
+    line/column messages.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return _STRICT_DECODER.decode(text)
 
 
 def open_binary(path: str) -> IO[bytes]:
@@ -77,22 +91,20 @@ def iter_json_objects(path: str, *, skip_invalid: bool = False,
                     raise InputError(problem, path=label, line=line_no)
                 stats.skip(f"{label}:{line_no}: {problem}")
                 continue
+            if line_no == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            if not raw.strip():
+                continue
             try:
-                text = raw.decode("utf-8")
+                obj = parse_json_line(raw)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
             except UnicodeDecodeError:
                 problem = "not valid UTF-8"
                 if not skip_invalid:
                     raise InputError(problem, path=label, line=line_no) from None
                 stats.skip(f"{label}:{line_no}: {problem}")
                 continue
-            if line_no == 1:
-                text = text.removeprefix("\ufeff")
-            if not text.strip():
-                continue
-            try:
-                obj = parse_json_line(text)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
             except (ValueError, RecursionError) as exc:
                 problem = f"invalid JSON: {one_line(exc, 200)}"
                 if not skip_invalid:

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from rewardctl.errors import InputError
 
 
@@ -27,8 +29,10 @@ def open_input(path: str | Path, kind: str) -> IO[bytes]:
         raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def dumps_line(obj: Any) -> bytes:
+    """One compact JSON line. Scores are finite by the time they are written (rewards refuse
+    NaN and Infinity), so orjson's NaN-as-null never applies."""
+    return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -58,12 +62,12 @@ class JsonlWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
-        self._handle: IO[str] | None = open(self.partial, "w", encoding="utf-8")  # noqa: SIM115 (lives across calls; closed by commit/close)
+        self._handle: IO[bytes] | None = open(self.partial, "wb")  # noqa: SIM115 (lives across calls; closed by commit/close)
         self.lines = 0
 
     def write(self, obj: Any) -> None:
         assert self._handle is not None
-        self._handle.write(dumps(obj) + "\n")
+        self._handle.write(dumps_line(obj))
         self.lines += 1
 
     def flush(self) -> None:

@@ -89,14 +89,14 @@ class Scorer:
                     inputs: Sequence[dict[str, Any] | None] | None = None) -> list[RowScores]:
         reward_values = [await r.score_batch(y_trues, y_preds, inputs) for r in self.rewards]
         metric_values = [await m.score_batch(y_trues, y_preds, inputs) for m in self.metrics]
+        reward_names, metric_names, weights = self.reward_names, self.metric_names, self.weights
         rows = []
-        for i in range(len(y_trues)):
-            values = [column[i] for column in reward_values]
-            rows.append(RowScores(
-                rewards={r.name: v for r, v in zip(self.rewards, values, strict=True)},
-                metrics={m.name: column[i] for m, column in zip(self.metrics, metric_values, strict=True)},
-                reward=weighted_total(values, self.weights),
-            ))
+        for values, metric_row in zip(zip(*reward_values, strict=True),
+                                      zip(*metric_values, strict=True) if metric_values else
+                                      [()] * len(y_trues), strict=True):
+            rows.append(RowScores(dict(zip(reward_names, values, strict=True)),
+                                  dict(zip(metric_names, metric_row, strict=True)),
+                                  weighted_total(values, weights)))
         return rows
 
 

@@ -73,3 +73,9 @@ def test_streams_without_loading_whole(tmp_path):
     first = next(it)
     assert first.inputs == {"q": "x0"}
     it.close()
+
+
+def test_json_beyond_orjson_still_parses_like_the_stdlib(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"q": "x", "a": "y", "id": 123456789012345678901234567890}\n')
+    assert rows_of(path)[0].meta == {"id": 123456789012345678901234567890}

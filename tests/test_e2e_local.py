@@ -120,3 +120,22 @@ def test_sigint_keeps_finished_rows_and_exits_3(tmp_path):
     lines = partial.read_text().splitlines()
     assert len(lines) >= 2 and all(json.loads(line)["status"] for line in lines)  # whole lines only
     assert not (out / "predictions.jsonl").exists() and not (out / "report.json").exists()
+
+
+def test_lm_judge_on_the_embedded_model():
+    import asyncio
+
+    from rewardctl.rewards import RewardContext, build_reward
+
+    judge = build_reward({
+        "type": "lm_judge", "rubric": "Is the response the correct capital city?", "scale": [1, 3],
+        "examples": [
+            {"inputs": {"country": "France"}, "reference": {"capital": "Paris"}, "response": {"capital": "Paris"}, "score": 3},
+            {"inputs": {"country": "Japan"}, "reference": {"capital": "Tokyo"}, "response": {"capital": "Osaka"}, "score": 1},
+        ]}, RewardContext(default_model=None))
+    assert judge.judge_spec.model.name == "local/gemma-3-270m"
+    values = asyncio.run(judge.score_batch(
+        [{"capital": "Rome"}, {"capital": "Lima"}], [{"capital": "Rome"}, {"capital": "Madrid"}],
+        [{"country": "Italy"}, {"country": "Peru"}]))
+    assert judge.failures == 0
+    assert all(v in (0.0, 0.5, 1.0) for v in values)  # grammar-constrained: always a valid grade

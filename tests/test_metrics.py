@@ -36,8 +36,29 @@ def test_bootstrap_ci_is_seeded_and_sane():
     assert a[0] < mean < a[1] and a[2] == "bootstrap"
     assert a[0] == pytest.approx(mean - half, abs=0.015) and a[1] == pytest.approx(mean + half, abs=0.015)
     assert bootstrap_ci(values, seed=1)[:2] != a[:2]  # seed 0 is a real seed, not "unseeded"
-    big = [float(i % 3 == 0) for i in range(150_000)]
-    assert bootstrap_ci(big)[2] == "normal"
+    big_binary = [float(i % 3 == 0) for i in range(150_000)]
+    assert bootstrap_ci(big_binary)[2] == "bootstrap"  # two distinct values: exact and cheap at any n
+    big_continuous = [rng.random() for _ in range(30_000)]
+    assert bootstrap_ci(big_continuous)[2] == "normal"
+
+
+def test_multinomial_bootstrap_matches_index_resampling():
+    import numpy as np
+
+    from rewardctl.metrics import stats
+
+    rng = random.Random(11)
+    values = [rng.choice([0.0, 0.25, 0.5, 1.0]) for _ in range(3000)]
+    fast = bootstrap_ci(values, seed=0)
+    old = stats.MULTINOMIAL_MAX_DISTINCT
+    stats.MULTINOMIAL_MAX_DISTINCT = 0  # force index resampling
+    try:
+        slow = bootstrap_ci(values, seed=0)
+    finally:
+        stats.MULTINOMIAL_MAX_DISTINCT = old
+    spread = np.std(values) / np.sqrt(len(values))
+    assert fast[0] == pytest.approx(slow[0], abs=0.15 * spread * 4)
+    assert fast[1] == pytest.approx(slow[1], abs=0.15 * spread * 4)
 
 
 def run_classification(pairs, **options):

@@ -9,7 +9,8 @@ from typing import Any
 
 PERCENTILES = (5, 25, 50, 75, 95)
 BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_MAX_ROWS = 100_000  # beyond this the normal approximation is as good and far cheaper
+BOOTSTRAP_MAX_ROWS = 20_000  # continuous values beyond this: the normal approximation (as good, far cheaper)
+MULTINOMIAL_MAX_DISTINCT = 2_000
 
 
 def bootstrap_ci(values: Any, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -22,16 +23,23 @@ def bootstrap_ci(values: Any, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAM
     alpha = (1 - level) / 2
     if n == 1:
         return float(a[0]), float(a[0]), "bootstrap"
-    if n > BOOTSTRAP_MAX_ROWS:
+    rng = np.random.default_rng(seed)
+    distinct, counts = np.unique(a, return_counts=True)
+    if len(distinct) <= MULTINOMIAL_MAX_DISTINCT:
+        # Resampling n rows with replacement draws each distinct value a multinomial number of
+        # times: the same distribution of means, in O(resamples x distinct) instead of O(resamples x n).
+        draws = rng.multinomial(n, counts / n, size=resamples)
+        means = draws @ distinct / n
+    elif n <= BOOTSTRAP_MAX_ROWS:
+        means = np.empty(resamples)
+        chunk = max(1, 2_000_000 // n)  # bound the index matrix to ~16 MB
+        for start in range(0, resamples, chunk):
+            stop = min(resamples, start + chunk)
+            idx = rng.integers(0, n, size=(stop - start, n))
+            means[start:stop] = a[idx].mean(axis=1)
+    else:
         half = 1.959963984540054 * a.std(ddof=1) / math.sqrt(n)
         return float(a.mean() - half), float(a.mean() + half), "normal"
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    chunk = max(1, 2_000_000 // n)  # bound the index matrix to ~16 MB
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = a[idx].mean(axis=1)
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi), "bootstrap"
 

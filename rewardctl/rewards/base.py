@@ -167,6 +167,8 @@ class Reward:
                            config.out_mask_pattern)
         self._running = _Running() if config.normalization and config.normalization.method == "running" else None
         self.unscored = 0  # rows with a prediction that this reward could not score
+        self._masked = self.masks.active
+        self._plain = config.clip is None and (config.normalization is None or config.normalization.method == "none")
 
     # --- config round trip ---
     @classmethod
@@ -213,7 +215,7 @@ class Reward:
         return [name for name in template if name in kept]
 
     def apply_masks(self, obj: JSON | None) -> JSON | None:
-        return self.masks.apply(obj) if self.masks else obj
+        return self.masks.apply(obj) if self._masked else obj
 
     def transform(self, value: float) -> float:
         """Normalization, then clipping: the raw value as reports and the total reward see it."""
@@ -242,24 +244,15 @@ class Reward:
                          inputs: Sequence[JSON | None] | None = None) -> list[float | None]:
         """Values before normalization and the failure policy: None for a failed prediction."""
         results: list[float | None] = [None] * len(y_trues)
-        todo: list[int] = []
-        masked_true: list[JSON] = []
-        masked_pred: list[JSON] = []
-        for i, (t, p) in enumerate(zip(y_trues, y_preds, strict=True)):
-            if p is None:
-                continue
-            mt, mp = self.apply_masks(t), self.apply_masks(p)
-            if self.masks and not mt and not mp:
-                raise InputError(
-                    "the masks leave nothing to compare on either side "
-                    f"(y_true keys: {', '.join(t) or 'none'})",
-                    field=f"reward '{self.name}'",
-                )
-            todo.append(i)
-            masked_true.append(mt or {})
-            masked_pred.append(mp or {})
+        if not self._masked and None not in y_preds:  # the common case, without per-row work
+            todo: list[int] | range = range(len(y_trues))
+            masked_true, masked_pred = list(y_trues), list(y_preds)
+        else:
+            todo, masked_true, masked_pred = self._masked_rows(y_trues, y_preds)
         if todo:
-            row_inputs = [inputs[i] if inputs is not None else None for i in todo]
+            row_inputs = list(inputs) if inputs is not None else [None] * len(y_trues)
+            if not isinstance(todo, range):
+                row_inputs = [row_inputs[i] for i in todo]
             values = await self.compute_batch(masked_true, masked_pred, row_inputs)
             for i, value in zip(todo, values, strict=True):
                 if value is None:  # the reward could not score this row (a judge failed, say)
@@ -271,12 +264,33 @@ class Reward:
                 results[i] = value
         return results
 
+    def _masked_rows(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None]):
+        todo: list[int] = []
+        masked_true: list[JSON] = []
+        masked_pred: list[JSON] = []
+        for i, (t, p) in enumerate(zip(y_trues, y_preds, strict=True)):
+            if p is None:
+                continue
+            mt, mp = self.apply_masks(t), self.apply_masks(p)
+            if self._masked and not mt and not mp:
+                raise InputError(
+                    "the masks leave nothing to compare on either side "
+                    f"(y_true keys: {', '.join(t) or 'none'})",
+                    field=f"reward '{self.name}'",
+                )
+            todo.append(i)
+            masked_true.append(mt or {})
+            masked_pred.append(mp or {})
+        return todo, masked_true, masked_pred
+
     async def score_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None],
                           inputs: Sequence[JSON | None] | None = None) -> list[float | None]:
         """Final values: a missing prediction (None) gets the failure policy (``failure_score``,
         or None with ``on_error: exclude``); others are normalized and clipped."""
         raw = await self.raw_scores(y_trues, y_preds, inputs)
         failed = None if self.config.on_error == "exclude" else float(self.config.failure_score)
+        if self._plain:
+            return [failed if value is None else value for value in raw]
         return [failed if value is None else self.transform(value) for value in raw]
 
     def score(self, y_true: JSON, y_pred: JSON | None, inputs: JSON | None = None) -> float | None:

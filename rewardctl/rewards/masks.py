@@ -108,9 +108,10 @@ class Masks:
     def __init__(self, in_mask=None, out_mask=None, in_mask_pattern=None, out_mask_pattern=None):
         self.keep = KeyMatcher(in_mask, in_mask_pattern)
         self.remove = KeyMatcher(out_mask, out_mask_pattern)
+        self.active = bool(self.keep) or bool(self.remove)
 
     def __bool__(self) -> bool:
-        return bool(self.keep) or bool(self.remove)
+        return self.active
 
     def apply(self, obj: dict[str, Any] | None) -> dict[str, Any] | None:
         if obj is None:
