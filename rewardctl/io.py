@@ -30,9 +30,14 @@ def open_input(path: str | Path, kind: str) -> IO[bytes]:
 
 
 def dumps_line(obj: Any) -> bytes:
-    """One compact JSON line. Scores are finite by the time they are written (rewards refuse
-    NaN and Infinity), so orjson's NaN-as-null never applies."""
-    return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    """One compact JSON line. orjson (5x faster than the stdlib), which refuses rather than
+    rounds what it cannot write exactly (integers beyond 64 bits): those lines go through the
+    stdlib. Scores are finite by the time they are written (rewards refuse NaN), so orjson's
+    NaN-as-null never applies."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

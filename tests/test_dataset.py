@@ -79,3 +79,9 @@ def test_json_beyond_orjson_still_parses_like_the_stdlib(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"q": "x", "a": "y", "id": 123456789012345678901234567890}\n')
     assert rows_of(path)[0].meta == {"id": 123456789012345678901234567890}
+
+
+def test_big_integers_survive_a_write():
+    from rewardctl.io import dumps_line
+
+    assert dumps_line({"id": 2**70, "x": "é"}) == f'{{"id":{2**70},"x":"é"}}\n'.encode()

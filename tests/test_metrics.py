@@ -76,7 +76,7 @@ def test_classification_equals_sklearn(zero_division):
     rng = random.Random(3)
     truth = [rng.choice("abc") for _ in range(200)]
     preds = [t if (t != "c" and rng.random() < 0.6) else rng.choice("ab") for t in truth]  # never "c"
-    headline, details = run_classification(list(zip(truth, preds)), zero_division=zero_division)
+    headline, details = run_classification(list(zip(truth, preds, strict=True)), zero_division=zero_division)
     zd = zero_division if zero_division != "nan" else float("nan")
     for avg in ("micro", "macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(truth, preds, labels=["a", "b", "c"], average=avg, zero_division=zd)
@@ -131,7 +131,7 @@ def test_pass_at_k_by_hand():
     metric = build_metric(PassAtKConfig(k=2))
     for i in range(5):  # example A: 2 of 5 pass
         metric.update({"a": 1}, {}, {"q": "A"}, RowScores({}, {}, 1.0 if i < 2 else 0.0))
-    for i in range(3):  # example B: 0 of 3 pass
+    for _ in range(3):  # example B: 0 of 3 pass
         metric.update({"a": 1}, {}, {"q": "B"}, RowScores({}, {}, 0.0))
     metric.update({"a": 1}, {}, {"q": "C"}, RowScores({}, {}, 1.0))  # C: one sample, fewer than k
     value, details = metric.result()

@@ -5,8 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import MINIMAL_SPEC, write
 from rewardctl.cli import app
+
+from conftest import MINIMAL_SPEC, write
 
 runner = CliRunner()
 
