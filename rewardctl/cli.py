@@ -197,6 +197,68 @@ def score_command(
     _run(body)
 
 
+@app.command("train-reward", epilog=EXIT_CODES_HELP)
+def train_reward_command(
+    pairs: Annotated[str, typer.Option("--pairs", show_default=False,
+                                       help="JSONL of preference pairs: prompt, chosen, rejected (optional margin).")],
+    out: Annotated[Path, typer.Option("--out", show_default=False, help="Folder to write the model to (replaced).")],
+    val_split: Annotated[float, typer.Option(min=0.0, max=0.95, help="Share of prompts held out.")] = 0.2,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [default: 40 for the head, 2 fine-tuning].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the split, initialization and shuffling (0 is a seed).")] = 0,
+    base_model: Annotated[Path | None, typer.Option(help="Fine-tune this local Hugging Face model instead of training a head on frozen embeddings.")] = None,
+    centering: Annotated[float, typer.Option(min=0.0, help="Weight of the centering term (r_chosen + r_rejected)^2.")] = 0.0,
+    learning_rate: Annotated[float | None, typer.Option(help="[default: 1e-3 head, 2e-5 fine-tuning]")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    split_by: Annotated[str, typer.Option(help="'prompt' (held-out prompts are never trained on) or 'pair'.")] = "prompt",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a small reward model from preference pairs (Bradley-Terry loss)."""
+    from rewardctl.console import DataChannel, stderr_console
+    from rewardctl.errors import InputError
+    from rewardctl.rm.train import TrainOptions, train_reward_model
+
+    def body() -> None:
+        if split_by not in ("prompt", "pair"):
+            raise InputError("expected 'prompt' or 'pair'", field="--split-by")
+        console = stderr_console()
+        options = TrainOptions(pairs=pairs, out=str(out), val_split=val_split, epochs=epochs, seed=seed,
+                               base_model=str(base_model) if base_model else None, centering=centering,
+                               learning_rate=learning_rate, batch_size=batch_size, split_by=split_by)
+        with DataChannel() as channel:
+            if quiet:
+                result = train_reward_model(options)
+            else:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
+
+                with Progress(TextColumn("train-reward"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("loss {task.fields[loss]} · held-out acc {task.fields[acc]}"),
+                              TimeElapsedColumn(), console=console, transient=True) as bar:
+                    task = bar.add_task("train", total=None, loss="-", acc="-")
+
+                    def progress(epoch, total, row):
+                        acc = row.get("val_accuracy")
+                        bar.update(task, completed=epoch, total=total, loss=f"{row['loss']:.4f}",
+                                   acc="-" if acc is None else f"{acc:.3f}")
+
+                    result = train_reward_model(options, progress)
+                val = "-" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
+                console.print(f"trained {result.kind} on {result.train_pairs} pairs ({result.val_pairs} held out) "
+                              f"in {result.seconds:.1f} s: held-out pairwise accuracy {val}, "
+                              f"reward mean {result.reward_mean:.3f} std {result.reward_std:.3f}; wrote {out}",
+                              highlight=False, soft_wrap=True)
+            if json_out:
+                channel.write(json.dumps(result.to_json(), indent=2) + "\n")
+
+    _run(body)
+
+
 async def _with_progress(console, quiet: bool, start, label: str = "eval"):
     """Run ``start(on_start, on_progress)`` under a rich progress bar on stderr."""
     if quiet:

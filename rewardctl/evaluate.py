@@ -58,6 +58,7 @@ def prediction_record(row: Row, pred: Prediction, scores, sample: int | None = N
         "rewards": scores.rewards,
         "metrics": scores.metrics,
         "reward": scores.reward,
+        **({"components": scores.components} if scores.components else {}),
         "status": "ok" if pred.ok else "error",
         "error": pred.error,
         "latency_s": round(pred.latency_s, 4),

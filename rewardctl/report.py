@@ -101,6 +101,7 @@ def build_report(*, kind: str, spec: Any, spec_path: str | None, data_path: str,
                  normalization: dict[str, dict[str, Any]] | None = None,
                  warnings: list[str] | None = None) -> EvalReport:
     total, rewards, metrics, reward_means, metric_means = stats.score_stats()
+    components, agreement = stats.component_stats()
     summary = Summary(
         count=stats.rows, ok=stats.rows - stats.errors, errors=stats.errors,
         skipped=read_stats.skipped, error_rate=(stats.errors / stats.rows) if stats.rows else 0.0,
@@ -118,6 +119,8 @@ def build_report(*, kind: str, spec: Any, spec_path: str | None, data_path: str,
             "rewards": {n: SeriesStats(**s).model_dump() for n, s in rewards.items()},
             "metrics": {n: SeriesStats(**s).model_dump() if n in per_example else s
                         for n, s in metrics.items()},
+            **({"components": {n: SeriesStats(**s).model_dump() for n, s in components.items()}} if components else {}),
+            **({"agreement": agreement} if agreement else {}),
         },
         weights={r.name: r.weight for r in scorer.rewards},
         latency_s=stats.latency_summary(),

@@ -98,25 +98,34 @@ def _batches(rows: Iterator[PredictionRow], size: int = BATCH) -> Iterator[list[
 async def _fit_missing(scorer: Scorer, options: ScoreOptions, outputs: DataModel,
                        required: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Fit minmax/zscore parameters that the spec leaves out, on this file's raw values."""
-    targets = [s for s in [*scorer.rewards, *scorer.metrics]
+    targets = [(s, parents) for s, parents in scorer.walk()
                if s.config.normalization is not None and not s.config.normalization.fitted]
     if not targets:
         return {}
     if options.predictions == "-":
         raise InputError("fitting normalization parameters needs a file, not stdin (it reads it twice)")
-    raw: dict[str, list[float]] = {s.name: [] for s in targets}
+    raw: dict[int, list[float]] = {id(s): [] for s, _ in targets}
     rows = read_predictions(options.predictions, outputs, required, skip_invalid=options.skip_invalid,
                             limit=options.limit)
     for batch in _batches(rows):
-        for score in targets:
-            values = await score.raw_scores([r.y_true for r in batch], [r.y_pred for r in batch],
-                                            [r.inputs for r in batch])
-            raw[score.name].extend(v for v in values if v is not None)
+        for score, parents in targets:
+            y_trues = [r.y_true for r in batch]
+            y_preds = [r.y_pred for r in batch]
+            for parent in parents:  # a part sees what its composite or ensemble passes it
+                y_trues = [parent.apply_masks(t) or {} for t in y_trues]
+                y_preds = [None if p is None else parent.apply_masks(p) or {} for p in y_preds]
+            values = await score.raw_scores(y_trues, y_preds, [r.inputs for r in batch])
+            raw[id(score)].extend(v for v in values if v is not None)
     fitted = {}
-    for score in targets:
-        params = fit_normalization(score.config.normalization.method, raw[score.name])
-        score.config = score.config.model_copy(update={"normalization": params})
-        fitted[score.name] = params.model_dump(exclude_none=True)
+    fitted_objects = set()
+    for score, parents in targets:
+        params = fit_normalization(score.config.normalization.method, raw[id(score)])
+        score.set_normalization(params)
+        fitted[".".join([*(p.name for p in parents), score.name])] = params.model_dump(exclude_none=True)
+        fitted_objects.add(id(score))
+    for score in scorer.all_scores():  # ensembles keep their members' scale in a sidecar file
+        if hasattr(score, "write_sidecar") and any(id(part) in fitted_objects for part in score.parts):
+            score.write_sidecar()
     return fitted
 
 
@@ -145,8 +154,11 @@ async def score_predictions(spec: Any, options: ScoreOptions, *, spec_path: str 
                                         [r.inputs for r in batch])
             for row, row_scores in zip(batch, scores, strict=True):
                 if writer is not None:
-                    writer.write({**row.record, "rewards": row_scores.rewards,
-                                  "metrics": row_scores.metrics, "reward": row_scores.reward})
+                    record = {**row.record, "rewards": row_scores.rewards,
+                              "metrics": row_scores.metrics, "reward": row_scores.reward}
+                    if row_scores.components:
+                        record["components"] = row_scores.components
+                    writer.write(record)
                 stats.add(row_scores, y_true=row.y_true, y_pred=row.y_pred, inputs=row.inputs,
                           ok=row.error is None, error=row.error, index=row.index, line=row.line)
             if writer is not None:

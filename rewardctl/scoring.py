@@ -22,6 +22,7 @@ class RowScores:
     rewards: dict[str, float | None]
     metrics: dict[str, float | None]  # per-example metrics only; run-level ones have no row value
     reward: float | None  # the weighted mean of the rewards that have a value
+    components: dict[str, float | None] = field(default_factory=dict)  # "ensemble.member" -> value
 
 
 def weighted_total(values: Sequence[float | None], weights: Sequence[float]) -> float | None:
@@ -69,10 +70,8 @@ class Scorer:
         return required
 
     def check_ready(self) -> None:
-        for score in [*self.rewards, *self.metrics]:
+        for score in self.all_scores():
             score.check_ready()
-            for part in getattr(score, "parts", []):
-                part.check_ready()
 
     @property
     def reward_names(self) -> list[str]:
@@ -87,17 +86,43 @@ class Scorer:
 
     async def score(self, y_trues: Sequence[dict[str, Any]], y_preds: Sequence[dict[str, Any] | None],
                     inputs: Sequence[dict[str, Any] | None] | None = None) -> list[RowScores]:
-        reward_values = [await r.score_batch(y_trues, y_preds, inputs) for r in self.rewards]
-        metric_values = [await m.score_batch(y_trues, y_preds, inputs) for m in self.metrics]
+        components: list[dict[str, float | None]] = [{} for _ in y_trues]
+
+        async def run(score: Reward) -> list[float | None]:
+            values = await score.score_batch(y_trues, y_preds, inputs)
+            for row_parts, parts in zip(components, score.last_components or [], strict=False):
+                for part, value in (parts or {}).items():
+                    row_parts[f"{score.name}.{part}"] = value
+            return values
+
+        reward_values = [await run(r) for r in self.rewards]
+        metric_values = [await run(m) for m in self.metrics]
         reward_names, metric_names, weights = self.reward_names, self.metric_names, self.weights
         rows = []
-        for values, metric_row in zip(zip(*reward_values, strict=True),
-                                      zip(*metric_values, strict=True) if metric_values else
-                                      [()] * len(y_trues), strict=True):
+        for values, metric_row, row_parts in zip(zip(*reward_values, strict=True),
+                                                 zip(*metric_values, strict=True) if metric_values else
+                                                 [()] * len(y_trues), components, strict=True):
             rows.append(RowScores(dict(zip(reward_names, values, strict=True)),
                                   dict(zip(metric_names, metric_row, strict=True)),
-                                  weighted_total(values, weights)))
+                                  weighted_total(values, weights), row_parts))
         return rows
+
+    def walk(self) -> list[tuple[Reward, list[Reward]]]:
+        """Every reward and per-example metric with its parents (the composites or ensembles it
+        is a part of, outermost first)."""
+        out: list[tuple[Reward, list[Reward]]] = []
+
+        def visit(score: Reward, parents: list[Reward]) -> None:
+            out.append((score, parents))
+            for part in getattr(score, "parts", []):
+                visit(part, [*parents, score])
+
+        for score in [*self.rewards, *self.metrics]:
+            visit(score, [])
+        return out
+
+    def all_scores(self) -> list[Reward]:
+        return [score for score, _ in self.walk()]
 
 
 @dataclass
@@ -136,6 +161,7 @@ class RunStats:
     latency: array = field(default_factory=lambda: array("d"))
     rewards: dict[str, Series] = field(default_factory=dict)
     metrics: dict[str, Series] = field(default_factory=dict)
+    components: dict[str, Series] = field(default_factory=dict)
     error_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -162,6 +188,11 @@ class RunStats:
             self.rewards[name].add(value)
         for name, value in scores.metrics.items():
             self.metrics[name].add(value)
+        for name, value in scores.components.items():
+            series = self.components.get(name)
+            if series is None:
+                series = self.components[name] = Series()
+            series.add(value)
         for metric in self.scorer.run_metrics:
             metric.update(y_true, y_pred if ok else None, inputs, scores)
 
@@ -202,3 +233,9 @@ class RunStats:
                 metric_means[name] = headline
         reward_means = {n: s["mean"] for n, s in rewards.items()}
         return total, rewards, metrics, reward_means, metric_means
+
+    def component_stats(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(statistics of each part of a composite or ensemble, ensembles' member agreement)."""
+        components = {name: series.describe() for name, series in self.components.items()}
+        agreement = {s.name: s.agreement() for s in self.scorer.all_scores() if hasattr(s, "agreement")}
+        return components, agreement

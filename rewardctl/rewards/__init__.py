@@ -5,15 +5,18 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from rewardctl.rewards import (  # noqa: F401  (importing registers the built-ins)
+    clip_score,
     composite,
     contains,
     cosine_similarity,
+    ensemble,
     exact_match,
     json_schema,
     length,
     lm_judge,
     python_fn,
     regex,
+    reward_model,
     token_overlap,
 )
 from rewardctl.rewards.base import (
@@ -36,4 +39,5 @@ def config_models() -> list[type[RewardConfig]]:
 
 # Any reward entry, told apart by `type`; composite rewards nest them.
 AnyRewardConfig = Annotated[Union[tuple(config_models())], Field(discriminator="type")]  # noqa: UP007
-composite.CompositeConfig.model_rebuild(_types_namespace={"AnyRewardConfig": AnyRewardConfig})
+for _nesting in (composite.CompositeConfig, ensemble.EnsembleConfig):
+    _nesting.model_rebuild(_types_namespace={"AnyRewardConfig": AnyRewardConfig})

@@ -165,10 +165,19 @@ class Reward:
         self.context = context or RewardContext()
         self.masks = Masks(config.in_mask, config.out_mask, config.in_mask_pattern,
                            config.out_mask_pattern)
-        self._running = _Running() if config.normalization and config.normalization.method == "running" else None
+        self.set_normalization(config.normalization)
         self.unscored = 0  # rows with a prediction that this reward could not score
+        # Rewards made of parts record each part's value per row of the last batch.
+        self.batch_components: list[dict[str, float | None]] | None = None
+        self.last_components: list[dict[str, float | None] | None] | None = None
         self._masked = self.masks.active
-        self._plain = config.clip is None and (config.normalization is None or config.normalization.method == "none")
+
+    def set_normalization(self, normalization: Normalization | None) -> None:
+        """Replace the normalization (fitted parameters, a sidecar's) and what derives from it."""
+        if normalization is not self.config.normalization:
+            self.config = self.config.model_copy(update={"normalization": normalization})
+        self._running = _Running() if normalization is not None and normalization.method == "running" else None
+        self._plain = self.config.clip is None and (normalization is None or normalization.method == "none")
 
     # --- config round trip ---
     @classmethod
@@ -244,6 +253,8 @@ class Reward:
                          inputs: Sequence[JSON | None] | None = None) -> list[float | None]:
         """Values before normalization and the failure policy: None for a failed prediction."""
         results: list[float | None] = [None] * len(y_trues)
+        self.batch_components = None  # combined rewards set their parts' values here
+        self.last_components = None
         if not self._masked and None not in y_preds:  # the common case, without per-row work
             todo: list[int] | range = range(len(y_trues))
             masked_true, masked_pred = list(y_trues), list(y_preds)
@@ -254,6 +265,10 @@ class Reward:
             if not isinstance(todo, range):
                 row_inputs = [row_inputs[i] for i in todo]
             values = await self.compute_batch(masked_true, masked_pred, row_inputs)
+            if self.batch_components is not None:
+                self.last_components = [None] * len(y_trues)
+                for i, parts in zip(todo, self.batch_components, strict=True):
+                    self.last_components[i] = parts
             for i, value in zip(todo, values, strict=True):
                 if value is None:  # the reward could not score this row (a judge failed, say)
                     self.unscored += 1

@@ -1,0 +1,262 @@
+"""Source of the support datasets: customer messages with a good reply and two bad ones, all
+written by the rewardctl team. `python datasets/support/source.py` regenerates test.jsonl,
+train.jsonl and preferences.jsonl from it (deterministic)."""
+
+import json
+import random
+from pathlib import Path
+
+# (message, good reply, dismissive or wrong reply, rude reply)
+CASES = [
+    ("My order #4512 has not arrived and it is a week late.",
+     "I'm sorry your order is late. I have checked #4512: it is at the local depot and will be delivered tomorrow. I'll email you the tracking link.",
+     "Deliveries are sometimes late. Please wait a few more weeks.",
+     "Not my problem, talk to the courier."),
+    ("I was charged twice for the same subscription this month.",
+     "Sorry about the double charge. I can see two payments this month, so I have refunded the second one; it will reach your card in 3 to 5 days.",
+     "Both charges look fine to me.",
+     "You probably clicked twice. Read your statement."),
+    ("How do I reset my password? The reset email never comes.",
+     "Sorry for the trouble. Please check your spam folder first; if it is not there, I have sent a new reset link to your address just now and it is valid for one hour.",
+     "Just remember your password next time.",
+     "Figure it out yourself."),
+    ("The blender I bought arrived with a cracked jug.",
+     "I'm sorry the jug arrived cracked. I have arranged a free replacement jug, shipped today, and you do not need to return the broken one.",
+     "Cracks are normal wear and tear and are not covered.",
+     "You must have dropped it. Too bad."),
+    ("Can I change the delivery address for order #7781?",
+     "Yes. Order #7781 has not shipped yet, so I have updated the address. Please reply with the new address and I will confirm it.",
+     "Addresses can never be changed once you order.",
+     "Should have typed it right the first time."),
+    ("I want to cancel my gym membership.",
+     "I can help with that. I have cancelled your membership from the end of this billing month, and you will receive a confirmation email shortly.",
+     "Cancellations are only possible in person on the first Monday of the year.",
+     "Quitting already? Typical."),
+    ("The app crashes every time I open the camera feature.",
+     "Sorry about the crashes. Please update the app to version 5.2, which fixes a camera crash; if it still happens, send me your phone model and I will escalate it to our developers.",
+     "The camera feature works fine for everyone else.",
+     "Buy a better phone."),
+    ("Do you ship to Canada?",
+     "Yes, we ship to Canada. Standard delivery takes 5 to 8 business days, and shipping is free on orders over 50 dollars.",
+     "We might, I am not sure.",
+     "Look it up on the website like everyone else."),
+    ("My package says delivered but I never received it.",
+     "I'm sorry your package is missing. I have opened an investigation with the courier and, if it is not found within 48 hours, we will send a replacement at no cost.",
+     "If it says delivered, then it was delivered.",
+     "Maybe your neighbour took it. Not our fault."),
+    ("Can I get a refund for a jacket that does not fit?",
+     "Of course. You can return the jacket within 30 days for a full refund; I have emailed you a prepaid return label.",
+     "Refunds are not possible for clothing.",
+     "Should have checked the size chart."),
+    ("I was promised a call back yesterday but nobody called.",
+     "I apologize that we missed the call. I have booked a call with a specialist for tomorrow at 10am, and I will make sure it happens.",
+     "Our team is very busy, so calls are sometimes skipped.",
+     "Stop complaining, someone will call eventually."),
+    ("The discount code SPRING20 is not working at checkout.",
+     "Sorry about that. SPRING20 expired yesterday, but I have created a new 20 percent code for you: SPRING20B, valid for seven days.",
+     "Discount codes do not work on our site.",
+     "Pay full price then."),
+    ("How long does the battery warranty last?",
+     "The battery is covered for two years from the date of purchase. If it fails in that time we will replace it free of charge.",
+     "Batteries have no warranty at all.",
+     "Read the manual, it is all there."),
+    ("I received the wrong colour shoes, I ordered black and got white.",
+     "I'm sorry you received the wrong colour. I have sent the black pair today with express shipping, and you can return the white pair with the free label I emailed.",
+     "White goes with everything, please keep them.",
+     "Wear them anyway, nobody cares."),
+    ("My invoice shows a tax amount that looks wrong.",
+     "Thanks for flagging this. The tax was calculated for the wrong region; I have corrected the invoice and emailed you the updated copy.",
+     "Taxes are set by the government, we cannot help.",
+     "Do the maths yourself."),
+    ("Is my data deleted when I close my account?",
+     "Yes. When you close your account, your personal data is deleted within 30 days, except invoices we must keep for tax law. I can start the closure for you now if you like.",
+     "We keep all data forever just in case.",
+     "Why do you care so much?"),
+    ("The hotel room you booked for me has no hot water.",
+     "I'm very sorry. I have contacted the hotel: maintenance is on the way, and if it is not fixed within an hour they will move you to another room at no extra cost.",
+     "Cold showers are healthy.",
+     "Deal with it, it is only one night."),
+    ("Can I upgrade my plan in the middle of the month?",
+     "Yes, you can upgrade anytime. You will only pay the difference for the remaining days of this month, and the new features are available immediately.",
+     "Plans can only be changed once a year.",
+     "Pay for the whole thing again."),
+    ("My train ticket was cancelled but I was not refunded.",
+     "Sorry about this. Cancelled trains are refunded in full; I have processed your refund today and it will arrive within 5 working days.",
+     "Refunds for cancelled trains are at our discretion.",
+     "Take the bus next time."),
+    ("The printer prints blank pages.",
+     "Sorry to hear that. Please run the cleaning cycle from the printer menu and check that the ink cartridges have their protective tape removed; if pages are still blank, I will send a technician.",
+     "Blank pages save ink.",
+     "Stop printing so much."),
+    ("I need a copy of my receipt for an expense claim.",
+     "No problem. I have emailed a copy of your receipt to the address on your account; you can also download it anytime from the Orders page.",
+     "We do not keep receipts.",
+     "Should not have lost it."),
+    ("My food delivery arrived cold.",
+     "I'm sorry your meal arrived cold. I have refunded the order in full and added a 10 dollar credit to your account for next time.",
+     "Food cools down during delivery, that is expected.",
+     "Use a microwave."),
+    ("Why was my account suspended?",
+     "Your account was suspended automatically after several failed login attempts, to protect it. I have verified your identity and reactivated it; please set a new password.",
+     "Suspensions are final.",
+     "You must have done something wrong."),
+    ("Can I book a table for eight people on Saturday evening?",
+     "Yes, we can seat eight on Saturday. I have reserved a table for 7pm under your name; let me know if another time suits you better.",
+     "We never take bookings for large groups.",
+     "Eight people? Go somewhere else."),
+    ("The online course video keeps buffering.",
+     "Sorry for the interruptions. Please try lowering the video quality to 720p in the player settings; you can also download the lessons to watch offline from the course page.",
+     "Buffering means your computer is too old.",
+     "Get faster internet."),
+    ("I accidentally ordered two of the same book.",
+     "No problem. I have cancelled the second copy before it shipped, and you will see the refund on your card within a few days.",
+     "All sales are final, enjoy both copies.",
+     "Pay attention when you order."),
+    ("My car rental has a warning light on the dashboard.",
+     "Thank you for telling us. Please stop the car when it is safe; I am sending roadside assistance to your location, and if needed we will bring you a replacement car.",
+     "Warning lights are usually nothing, keep driving.",
+     "You probably broke it."),
+    ("How do I add a second user to my account?",
+     "Go to Settings, then Team, and choose Invite user. Enter their email and they will receive an invitation; your plan includes up to five users.",
+     "Accounts can only ever have one user.",
+     "Google it."),
+    ("The headphones you sent do not charge.",
+     "Sorry about that. Please try a different USB cable for ten minutes; if the light still does not turn on, I will send a replacement pair straight away.",
+     "Headphones do not need charging.",
+     "You broke them. No refund."),
+    ("I was overcharged for shipping.",
+     "You are right, the shipping charge should have been 5 dollars, not 15. I have refunded the 10 dollar difference to your card.",
+     "Shipping prices vary, nothing can be done.",
+     "Read the shipping policy before buying."),
+    ("Can I pause my meal kit subscription while I travel?",
+     "Yes. I have paused your subscription for the next three weeks; deliveries will resume automatically afterwards, and you can change the dates anytime.",
+     "Subscriptions cannot be paused, only cancelled with a fee.",
+     "Just eat the food when you get back."),
+    ("The sofa delivery team left without assembling it.",
+     "I apologize. Assembly was part of your order, so I have booked the team to come back tomorrow morning to assemble it at no charge.",
+     "Assembly is never included.",
+     "Build it yourself, it is not hard."),
+    ("I think someone else used my card on your site.",
+     "Thank you for telling us. I have blocked the order and frozen purchases on your account; please also contact your bank, and we will refund any charge you did not make.",
+     "If the payment went through, it must have been you.",
+     "Take better care of your card."),
+    ("Is the store open on public holidays?",
+     "Yes, we are open on public holidays from 10am to 4pm, except Christmas Day and New Year's Day, when we are closed.",
+     "Maybe, maybe not.",
+     "Check the door when you get here."),
+    ("My flight was delayed by five hours. Am I entitled to compensation?",
+     "I'm sorry for the delay. For a delay of over three hours on this route you are entitled to compensation of 250 euros; I have started the claim and you will hear from us within 14 days.",
+     "Delays are never compensated.",
+     "Flights get delayed, get over it."),
+    ("The size guide says medium but the shirt is tiny.",
+     "Sorry the shirt runs small. I can exchange it for a large at no cost; I have emailed you a return label, and the new shirt ships as soon as we scan the return.",
+     "The size guide is always correct.",
+     "Maybe you need to lose weight."),
+    ("Can I get an invoice with my company name on it?",
+     "Yes. Please send me your company name and tax number, and I will issue a new invoice with those details today.",
+     "Invoices can only show personal names.",
+     "That is your accountant's job."),
+    ("The smart light bulbs will not connect to the app.",
+     "Sorry for the trouble. Please make sure your phone is on a 2.4 GHz Wi-Fi network, then reset the bulb by switching it off and on five times; it will blink and be ready to pair.",
+     "The bulbs are not meant to connect to the app.",
+     "Use normal bulbs then."),
+    ("My parcel was delivered to the wrong address.",
+     "I'm sorry about this. I have asked the courier to collect the parcel from the other address and deliver it to you by Thursday; if they cannot, we will send a new one.",
+     "Once delivered, a parcel is no longer our responsibility.",
+     "Go knock on doors and find it."),
+    ("How do I export my data from your app?",
+     "Open Settings, choose Privacy, then Export data. You will get an email with a download link for a ZIP file of all your data within a few minutes.",
+     "Exporting data is not possible.",
+     "Why would you want to leave?"),
+    ("The coffee machine leaks water underneath.",
+     "Sorry to hear it is leaking. Please check that the water tank is seated firmly; if it still leaks, the machine is under warranty and I will arrange a free repair pickup.",
+     "A little water under the machine is normal.",
+     "Put a towel under it."),
+    ("I was billed after I cancelled my trial.",
+     "I'm sorry about that. I can see you cancelled before the trial ended, so the charge was a mistake; I have refunded it in full.",
+     "Trials always convert to paid plans.",
+     "You should have cancelled properly."),
+    ("Can I bring my dog on the ferry?",
+     "Yes, dogs are welcome on the ferry. They must stay on a lead on the outer deck or in the pet area, and the pet ticket costs 10 dollars.",
+     "Animals are never allowed on any ferry.",
+     "Leave the dog at home."),
+    ("The concert was cancelled. How do I get my money back?",
+     "Sorry the concert was cancelled. Refunds are automatic: the full ticket price, including fees, will return to your card within 7 days, and you do not need to do anything.",
+     "Cancelled events are not refunded.",
+     "Should have bought insurance."),
+    ("My new laptop is very slow.",
+     "Sorry it is running slowly. Please install the latest system updates and restart; new laptops often index files for the first day. If it is still slow tomorrow, I will arrange a diagnostic.",
+     "Laptops are supposed to be slow.",
+     "You bought the cheap one, what did you expect?"),
+    ("I need to change the name on my plane ticket.",
+     "I can help. A spelling correction of up to three letters is free; I have corrected the name on your booking and sent you the updated ticket.",
+     "Names on tickets can never be changed.",
+     "Learn to spell your own name."),
+    ("Your website will not let me log in on my phone.",
+     "Sorry about that. Please clear the browser cache or try the app instead; we fixed a mobile login bug this morning, so a refresh should solve it.",
+     "Our website does not support phones.",
+     "Use a computer like a normal person."),
+    ("Can I return a gift without a receipt?",
+     "Yes. Without a receipt we can offer an exchange or store credit for the current price of the item; just bring it to any store or use the online return form.",
+     "Returns are impossible without a receipt.",
+     "Ask the person who gave it to you."),
+    ("My water bill is three times higher than usual.",
+     "Sorry for the worry. A bill that high often means a leak or a misread meter; I have booked a technician to read the meter this week and will hold the bill until then.",
+     "Higher bills mean you used more water.",
+     "Take shorter showers."),
+    ("The tent I bought is missing two poles.",
+     "Sorry the poles are missing. I have posted the two replacement poles today, free of charge, and they should arrive in 2 to 3 days.",
+     "Tents come with the number of poles shown in the picture.",
+     "Use sticks."),
+]
+
+GENERIC_BAD = [
+    "Thank you for contacting us.",
+    "We have received your message.",
+    "I don't know.",
+    "Please contact customer support.",
+    "Have you tried turning it off and on again?",
+    "Thank you for your message. We value every customer and we are always working hard to improve our services. Your feedback is important to us and will be shared with the relevant teams. We appreciate your patience and understanding, and we hope you have a wonderful day.",
+    "Our company was founded in 1998 and has grown to serve customers in over forty countries with a wide range of products and services, always focused on quality and innovation.",
+    "Please read our terms and conditions, our privacy policy, our returns policy and our frequently asked questions page before contacting us again.",
+]
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parent
+    rng = random.Random(0)
+    cases = list(CASES)
+    # Recipe datasets: the first 10 cases are demos and training rows, the rest the test set.
+    with open(here / "train.jsonl", "w") as f:
+        for message, good, _, _ in cases[:10]:
+            f.write(json.dumps({"message": message, "reply": good}) + "\n")
+    with open(here / "test.jsonl", "w") as f:
+        for message, good, _, _ in cases[10:]:
+            f.write(json.dumps({"message": message, "reply": good}) + "\n")
+    pairs = []
+    for i, (message, good, dismissive, rude) in enumerate(cases):
+        other = cases[(i + 1 + rng.randrange(len(cases) - 1)) % len(cases)][1]  # off-topic: another case's good reply
+        generic = rng.sample(GENERIC_BAD, 2)
+        for rejected, kind in ((dismissive, "dismissive"), (rude, "rude"), (other, "off_topic"),
+                               (generic[0], "generic"), (generic[1], "generic")):
+            pairs.append({"prompt": message, "chosen": good, "rejected": rejected, "kind": kind})
+    with open(here / "preferences.jsonl", "w") as f:
+        for pair in pairs:
+            f.write(json.dumps(pair) + "\n")
+    # Reference predictions for fitting score scales: every reply of the preference set, good and
+    # bad, as a prediction for its message (y_true: that message's good reply).
+    seen, reference = set(), []
+    for pair in pairs:
+        for reply in (pair["chosen"], pair["rejected"]):
+            if (pair["prompt"], reply) not in seen:
+                seen.add((pair["prompt"], reply))
+                reference.append({"inputs": {"message": pair["prompt"]}, "y_true": {"reply": pair["chosen"]},
+                                  "y_pred": {"reply": reply}})
+    with open(here / "reference_predictions.jsonl", "w") as f:
+        for line in reference:
+            f.write(json.dumps(line) + "\n")
+    print(f"train 10, test {len(cases) - 10}, pairs {len(pairs)}, reference predictions {len(reference)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reward models: scoring (prompt, response) pairs with trained models, and training small ones."""
