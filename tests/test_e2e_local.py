@@ -139,3 +139,27 @@ def test_lm_judge_on_the_embedded_model():
         [{"country": "Italy"}, {"country": "Peru"}]))
     assert judge.failures == 0
     assert all(v in (0.0, 0.5, 1.0) for v in values)  # grammar-constrained: always a valid grade
+
+
+def test_support_recipe_scores_with_its_trained_reward_model_and_ensemble(tmp_path):
+    result = rewardctl("eval", "recipes/support_reply.yaml", "-d", "datasets/support/test.jsonl", "--limit", "3",
+                       "--json", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"]["errors"] == 0
+    assert 0 < report["summary"]["metrics"]["rm_probability"] < 1
+    assert set(report["stats"]["components"]) == {"helpfulness.reward_model", "helpfulness.similarity"}
+    assert report["stats"]["agreement"]["helpfulness"]["rows"] == 3
+    line = json.loads((tmp_path / "predictions.jsonl").read_text().splitlines()[0])
+    assert set(line["components"]) == {"helpfulness.reward_model", "helpfulness.similarity"}
+
+
+def test_shipped_reward_model_is_reproduced_by_train_reward(tmp_path):
+    shipped = json.loads((ROOT / "recipes/models/support-rm/training_report.json").read_text())
+    options = shipped["options"]
+    result = rewardctl("train-reward", "--pairs", options["pairs"], "--out", str(tmp_path / "rm"),
+                       "--seed", str(options["seed"]), "--centering", str(options["centering"]), "--json", "-q")
+    assert result.returncode == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert again["val_accuracy"] == shipped["val_accuracy"] >= 0.9
+    assert again["train_pairs"] == shipped["train_pairs"] and again["val_pairs"] == shipped["val_pairs"] == 50

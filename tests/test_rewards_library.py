@@ -204,8 +204,13 @@ def test_every_reward_type_round_trips_its_config(tmp_path):
         "json_schema": {"schema": {"type": "object"}}, "length": {"target": 5},
         "python": {"function": "f.py:f"}, "composite": {"rewards": [{"type": "exact_match"}]},
         "cosine_similarity": {}, "lm_judge": {"rubric": "Is it right?", "model": {"name": "openai/gpt-4o-mini"}},
+        "reward_model": {"model": "rm", "output": "sigmoid"},
+        "clip": {"model": "rm", "image_field": "image"},
+        "ensemble": {"mode": "min", "members": [{"type": "exact_match", "name": "a"}, {"type": "f1_score", "name": "b"}]},
     }
     assert set(examples) == set(REGISTRY)
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "reward_model.json").write_text('{"format": "rewardctl-embedding-head"}')
     ctx = RewardContext(base_dir=tmp_path)
     for type_name, options in examples.items():
         config = {"type": type_name, "name": f"my_{type_name}", "weight": 2.0, **options}
