@@ -126,6 +126,7 @@ def eval_command(
     fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
     repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k); each is a prediction line.")] = 1,
+    checkpoint: Annotated[Path | None, typer.Option(help="Evaluate the learned state of an optimize checkpoint (DIR/best.json).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -140,12 +141,18 @@ def eval_command(
         console = stderr_console()
         with DataChannel() as channel:
             program_spec = load_spec(spec)
+            state = None
+            if checkpoint is not None:
+                from rewardctl.checkpoint import read_checkpoint, state_for
+
+                state = state_for(program_spec, read_checkpoint(checkpoint), checkpoint)
             options = EvalOptions(data=data, out_dir=str(out) if out else None, limit=limit,
                                   concurrency=concurrency, use_cache=not no_cache,
                                   cache_dir=str(cache_dir) if cache_dir else None,
                                   skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat)
             report = asyncio.run(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
-                program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress)))
+                program_spec, options, spec_path=str(spec), state=state, on_start=on_start,
+                on_progress=on_progress)))
             if not quiet:
                 print_summary(console, report)
             if json_out:
@@ -193,6 +200,82 @@ def score_command(
                 channel.write(report.model_dump_json(indent=2) + "\n")
         if not report.passed:
             raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
+
+
+@app.command("optimize", epilog=EXIT_CODES_HELP)
+def optimize_command(
+    spec: SpecArg,
+    train: Annotated[str, typer.Option("--train", show_default=False, help="Training JSONL.")],
+    val: Annotated[str | None, typer.Option("--val", help="Validation JSONL [default: --val-split of the training set].")] = None,
+    val_split: Annotated[float, typer.Option(help="Share of the training set held out for validation when --val is not given.")] = 0.3,
+    test: Annotated[str | None, typer.Option("--test", help="Held-out JSONL: baseline and best are also compared on it.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="random_few_shot or bootstrap_few_shot [default: the spec's, else random_few_shot].")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [default: the optimizer's].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed [default: the optimizer's, 0]; 0 is a seed.")] = None,
+    zero_shot: Annotated[bool, typer.Option("--zero-shot", help="Start from no demos (the baseline is zero-shot).")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, best.json, report.json, report.md, learning_curve.png.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last checkpoint.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = 8,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Improve the program's demos and instructions on training data; keep the best."""
+    import asyncio
+
+    from rewardctl.console import DataChannel, stderr_console
+    from rewardctl.optimize import OptimizeOptions, optimize, render_markdown
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        console = stderr_console()
+        with DataChannel() as channel:
+            program_spec = load_spec(spec)
+            options = OptimizeOptions(train=train, val=val, val_split=val_split, test=test,
+                                      out_dir=str(out) if out else None, optimizer=optimizer, epochs=epochs,
+                                      seed=seed, zero_shot=zero_shot, resume=resume, concurrency=concurrency,
+                                      use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+            if quiet:
+                report = asyncio.run(optimize(program_spec, options, spec_path=str(spec)))
+            else:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+                with Progress(TextColumn("optimize epoch {task.fields[epoch]}"), BarColumn(),
+                              TextColumn("step {task.fields[step]} · best val {task.fields[best]}"),
+                              TimeElapsedColumn(), console=console, transient=True) as bar:
+                    task = bar.add_task("optimize", total=None, epoch="-", step="-", best="-")
+
+                    def progress(event):
+                        bar.update(task, completed=event["step"], total=event["steps"],
+                                   epoch=f"{event['epoch']}/{event['epochs']}",
+                                   step=f"{event['step']}/{event['steps']}", best=f"{event['best_val']:.3f}")
+
+                    report = asyncio.run(optimize(program_spec, options, spec_path=str(spec), progress=progress))
+                console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
+                if report.outputs:
+                    console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)
+            if json_out:
+                channel.write(report.model_dump_json(indent=2) + "\n")
+
+    _run(body)
+
+
+@app.command("export")
+def export_command(
+    spec: SpecArg,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", show_default=False, help="An optimize checkpoint (DIR/best.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", show_default=False, help="The new spec (YAML).")],
+) -> None:
+    """Write a spec that holds the learned state (demos, instructions) of a checkpoint."""
+    from rewardctl.console import stderr_console
+    from rewardctl.export import export_spec
+
+    def body() -> None:
+        n = export_spec(spec, checkpoint, out)
+        stderr_console().print(f"wrote {out} ({n} examples)", highlight=False, soft_wrap=True)
 
     _run(body)
 

@@ -26,6 +26,7 @@ from rewardctl.program import Prediction, Program
 from rewardctl.report import EvalReport, Usage, build_report, write_outputs
 from rewardctl.scoring import RunStats, Scorer
 from rewardctl.spec import ProgramSpec
+from rewardctl.state import ProgramState
 
 SCORE_BATCH = 64
 FLUSH_SECONDS = 0.25
@@ -87,7 +88,8 @@ def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str
 
 
 async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | None = None,
-                   program: Program | None = None, on_progress: ProgressCallback | None = None,
+                   program: Program | None = None, state: ProgramState | None = None,
+                   on_progress: ProgressCallback | None = None,
                    on_start: Callable[[int | None], None] | None = None) -> EvalReport:
     started = time.perf_counter()
     scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
@@ -99,7 +101,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         total = count_lines(options.data, options.limit)
     if on_start is not None:
         on_start(total)
-    program = program or Program(spec)
+    program = program or Program(spec, state)
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     client = LMClient(spec.model, cache)
     read_stats = ReadStats()

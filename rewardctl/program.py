@@ -16,23 +16,8 @@ from typing import Any
 from rewardctl.datamodel import json_schema, needs_structure
 from rewardctl.lm.client import Completion, LMClient, ProviderError
 from rewardctl.prompting import Demo, FieldsFormat, JsonFormat, ParseError, Request
-from rewardctl.spec import Example, ProgramSpec
-
-
-@dataclass
-class ProgramState:
-    """What optimizers may change; everything else in the spec stays fixed."""
-
-    instructions: str | None
-    examples: list[Example]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"instructions": self.instructions,
-                "examples": [e.model_dump(mode="json") for e in self.examples]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ProgramState:
-        return cls(data.get("instructions"), [Example.model_validate(e) for e in data.get("examples", [])])
+from rewardctl.spec import ProgramSpec
+from rewardctl.state import ProgramState
 
 
 @dataclass

@@ -20,20 +20,13 @@ from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_field_
 from rewardctl.errors import InputError, one_line
 from rewardctl.io import open_input
 from rewardctl.modelconfig import LOCAL_DEFAULT_MODEL, ModelConfig
+from rewardctl.optimizers import AnyOptimizerConfig
 from rewardctl.rewards.masks import unmatched_mask_entries
+from rewardctl.state import Example
 from rewardctl.yamlload import LocatedData, load_yaml
 
 SPEC_VERSION = 1
 __all__ = ["LOCAL_DEFAULT_MODEL", "Example", "ModelConfig", "ProgramSpec", "Thresholds", "load_spec"]
-
-
-class Example(BaseModel):
-    """A few-shot demonstration: an input and the output the program should give."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    input: dict[str, Any]
-    output: dict[str, Any]
 
 
 class Thresholds(BaseModel):
@@ -85,7 +78,8 @@ class ProgramSpec(BaseModel):
         description="Scores that are reported but not optimized: any reward type (averaged over "
         "examples) or a run-level metric (classification, field_f1, pass_at_k).",
     )
-    optimizer: dict[str, Any] | None = Field(None, description="The optimizer and its options.")
+    optimizer: AnyOptimizerConfig | None = Field(  # type: ignore[valid-type]
+        None, description="The optimizer for `rewardctl optimize` and its options.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
     @field_validator("inputs", "outputs")
@@ -166,8 +160,11 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 
 def _all_field_names() -> set[str]:
     names: set[str] = set()
+    from rewardctl.optimizers import REGISTRY as OPTIMIZERS
+
     for model in (ProgramSpec, ModelConfig, Example, Thresholds, FieldSpec,
-                  *rewards_pkg.config_models(), *metrics_pkg.config_models()):
+                  *rewards_pkg.config_models(), *metrics_pkg.config_models(),
+                  *(cls.config_model for cls in OPTIMIZERS.values())):
         names.update(model.model_fields)
     names.add("maxLength")
     return names
@@ -186,7 +183,8 @@ def _translate(exc: ValidationError, located: LocatedData) -> InputError:
     elif first["type"] == "missing":
         message = "required but missing"
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        message = f"unknown reward type: {message}" if first["type"] == "union_tag_invalid" else \
+        kind = "optimizer" if loc[:1] == ("optimizer",) else "reward"
+        message = f"unknown {kind} type: {message}" if first["type"] == "union_tag_invalid" else \
             "needs a 'type'"
         loc = loc + ("type",)
     if len(errors) > 1:
@@ -239,9 +237,6 @@ def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
             if name not in known:
                 raise fail(("thresholds", section, name),
                            f"no {section[:-1]} named '{name}' (known: {', '.join(sorted(known)) or 'none'})")
-
-    if spec.optimizer is not None and "type" not in spec.optimizer:
-        raise fail(("optimizer",), "needs a 'type' (e.g. random_few_shot)")
 
 
 def _check_entry(entry: Any, loc: tuple[Any, ...], spec: ProgramSpec, fail) -> None:

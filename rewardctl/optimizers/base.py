@@ -1,0 +1,103 @@
+"""Optimizers improve a program's trainable state: its demos (examples) and instructions.
+
+Each optimizer has a config model whose fields document their defaults (as TRL's configs do);
+the loop settings every optimizer shares are in :class:`OptimizerConfig`. An optimizer sees the
+results of each training batch (`observe`) and proposes a new candidate state from a parent
+(`propose`); the loop in rewardctl.optimize scores candidates and keeps the best. All randomness
+comes from the `random.Random` the loop passes in, seeded by `seed` (0 is a seed), and an
+optimizer's own state round-trips through JSON for checkpoints.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rewardctl.state import Example, ProgramState
+
+
+class OptimizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    epochs: int = Field(5, ge=1, description="Passes over the training set.")
+    batch_size: int = Field(8, ge=1, description="Training rows per step; each step proposes one candidate.")
+    val_batch_size: int = Field(
+        16, ge=0, description="Validation rows (sampled per step) that score a new candidate; 0: all.")
+    population_size: int = Field(
+        4, ge=1, description="Best candidates kept; at each epoch's end they are scored on the whole validation set.")
+    patience: int | None = Field(
+        2, ge=1, description="Stop after this many epochs without a better validation reward; null: never.")
+    seed: int = Field(0, description="Seeds every random choice (0 is a seed).")
+    start: Literal["spec", "zero_shot"] = Field(
+        "spec", description="Start from the spec's demos, or from none (then the baseline is zero-shot).")
+    instruction_candidates: list[str] = Field(
+        default_factory=list,
+        description="Instruction variants a candidate may take (each proposal keeps the parent's "
+        "instructions or picks one of these at random).")
+
+
+@dataclass
+class Observation:
+    """One training row after the parent program ran on it."""
+
+    inputs: dict[str, Any]
+    y_true: dict[str, Any]
+    y_pred: dict[str, Any] | None
+    reward: float | None
+
+
+class Optimizer:
+    config_model: ClassVar[type[OptimizerConfig]] = OptimizerConfig
+
+    def __init__(self, config: OptimizerConfig, outputs: list[str]):
+        self.config = config
+        self.outputs = outputs  # output field names: a demo needs all of them
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.config_model.model_fields["type"].default
+
+    # --- to implement ---
+    def observe(self, observations: list[Observation]) -> None:
+        """Record a training batch's results."""
+
+    def start_epoch(self) -> None:
+        """Called at the beginning of every epoch."""
+
+    def propose(self, parent: ProgramState, rng: random.Random) -> ProgramState | None:
+        raise TypeError(f"{type(self).__name__} must define propose")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # --- shared helpers ---
+    def complete(self, output: dict[str, Any] | None) -> bool:
+        return output is not None and all(name in output for name in self.outputs)
+
+    def pick_instructions(self, parent: ProgramState, rng: random.Random) -> str | None:
+        options = self.config.instruction_candidates
+        if not options:
+            return parent.instructions
+        return rng.choice([parent.instructions, *options])
+
+    def demo_count(self, rng: random.Random, available: int, lo: int, hi: int) -> int:
+        return min(available, rng.randint(lo, hi))
+
+
+def demo(inputs: dict[str, Any], output: dict[str, Any], outputs: list[str]) -> Example:
+    return Example(input=inputs, output={name: output[name] for name in outputs})
+
+
+REGISTRY: dict[str, type[Optimizer]] = {}
+
+
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+    REGISTRY[cls.type_name()] = cls
+    return cls
