@@ -65,7 +65,7 @@ def prediction_record(row: Row, pred: Prediction, scores, sample: int | None = N
         "latency_s": round(pred.latency_s, 4),
         "tokens": {"prompt": pred.prompt_tokens, "completion": pred.completion_tokens},
         "cached": pred.cached,
-        "attempts": pred.attempts,
+        "calls": pred.calls,
     }
     if pred.raw is not None:
         record["raw"] = pred.raw

@@ -238,7 +238,7 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
     test = _load_rows(options.test, spec, required, "test") if options.test else None
     fingerprint, data_fingerprint = fixed_fingerprint(spec), _data_fingerprint(train, val)
 
-    optimizer = REGISTRY[config.type](config, list(spec.outputs))
+    optimizer = REGISTRY[config.type](config, spec.outputs)
     if hasattr(optimizer, "set_labeled"):
         from rewardctl.state import Example
 

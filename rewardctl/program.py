@@ -27,7 +27,7 @@ class Prediction:
     latency_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    attempts: int = 0
+    calls: int = 0  # model calls made (a field-by-field attempt makes one per field)
     cached: bool = False
     raw: str | None = None  # the last reply, kept when it could not be parsed
     fatal: bool = False
@@ -37,11 +37,11 @@ class Prediction:
         return self.error is None
 
     def add(self, completion: Completion) -> None:
-        self.attempts += 1
+        self.calls += 1
         self.latency_s += completion.latency_s
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
-        self.cached = completion.cached if self.attempts == 1 else (self.cached and completion.cached)
+        self.cached = completion.cached if self.calls == 1 else (self.cached and completion.cached)
 
 
 @dataclass
@@ -77,53 +77,89 @@ class Program:
             self._grammar = fields_grammar(self.spec.outputs)
         return self._grammar
 
-    def _constraints(self, attempt: int) -> dict[str, Any]:
-        """Decoding constraints for an attempt: grammar for the local model where the schema
-        needs it or after a reply failed to parse; the JSON Schema for chat models."""
+    def attempt_plan(self) -> list[str]:
+        """How each attempt decodes, first to last (1 + model.max_parse_retries attempts).
+
+        Local model, `fields` format: "plain" (one completion, no grammar: fastest), then
+        "stepwise" (the runtime writes each `name:` itself and the model fills one line at a time,
+        typed values under a one-field grammar), then "grammar" (the whole reply under a grammar).
+        Outputs that need structure (enums, lists, objects) start stepwise. Local model, `json`
+        format: plain, then the JSON Schema as a grammar. Chat models: the JSON Schema as
+        response_format every time, with the problem pointed out on a retry.
+        """
         model = self.spec.model
-        if model.is_local:
-            constrained = self._structured or attempt > 0
-            if not constrained:
-                return {}
-            if self.format_name == "fields":
-                return {"grammar": self.fields_grammar()}
+        if model.is_local and self.format_name == "fields":
+            plan = ["stepwise", "grammar"] if self._structured else ["plain", "stepwise", "grammar"]
+        elif model.is_local:
+            plan = ["plain", "schema"]
+        else:
+            plan = ["chat"]
+        total = model.max_parse_retries + 1
+        return (plan + [plan[-1]] * total)[:total]
+
+    def _constraints(self, mode: str) -> dict[str, Any]:
+        model = self.spec.model
+        if mode == "grammar":
+            return {"grammar": self.fields_grammar()}
+        if mode == "schema":
             schema = json_schema(self.spec.outputs, title=self.spec.name)
             return {"response_format": {"type": "json_schema",
                                         "json_schema": {"name": self.spec.name, "schema": schema}}}
-        if self.format_name == "json" and model.extra.get("response_format") is None:
+        if mode == "chat" and self.format_name == "json" and model.extra.get("response_format") is None:
             schema = json_schema(self.spec.outputs)
             return {"response_format": {"type": "json_schema", "json_schema": {
                 "name": _schema_name(self.spec.name), "schema": schema, "strict": True}}}
         return {}
+
+    async def _stepwise(self, request: Request, client: LMClient, prediction: Prediction,
+                        **call: Any) -> str:
+        """Field-by-field decoding for the `fields` format: returns the reply text as one
+        completion would (everything after the prompt's `first_output:`)."""
+        from rewardctl.lm.grammar import field_grammar
+
+        base = request.messages[0]["content"]
+        text = ""
+        for i, (name, spec) in enumerate(self.spec.outputs.items()):
+            head = "" if i == 0 else f"\n{name}:"
+            step = Request([{"role": "user", "content": base + text + head}], stop=["\n"], completion=True)
+            grammar = None if spec.type == "string" else field_grammar(spec)
+            completion = await client.complete(step, grammar=grammar, **call)
+            prediction.add(completion)
+            text += head + completion.text.split("\n", 1)[0]
+        return text
 
     async def predict(self, inputs: dict[str, Any], client: LMClient, *, use_cache: bool = True,
                       overrides: dict[str, Any] | None = None, sample: int = 0) -> Prediction:
         request = self.request(inputs)
         prediction = Prediction(None)
         started = time.perf_counter()
-        retries = self.spec.model.max_parse_retries
-        for attempt in range(retries + 1):
+        call = {"use_cache": use_cache, "overrides": overrides, "sample": sample}
+        for mode in self.attempt_plan():
+            finish_reason = "stop"
             try:
-                completion = await client.complete(request, use_cache=use_cache, overrides=overrides,
-                                                   sample=sample, **self._constraints(attempt))
+                if mode == "stepwise":
+                    text = await self._stepwise(request, client, prediction, **call)
+                else:
+                    completion = await client.complete(request, **call, **self._constraints(mode))
+                    prediction.add(completion)
+                    text, finish_reason = completion.text, completion.finish_reason
             except ProviderError as exc:
                 prediction.error = str(exc)
                 prediction.fatal = exc.fatal
                 break
-            prediction.add(completion)
             try:
-                prediction.y_pred = self.format.parse(completion.text)
+                prediction.y_pred = self.format.parse(text)
                 prediction.error = None
                 prediction.raw = None
                 break
             except ParseError as exc:
                 prediction.error = f"unparseable reply: {exc}"
-                if completion.finish_reason == "length":
+                if finish_reason == "length":
                     prediction.error += " (the reply hit max_tokens)"
-                prediction.raw = completion.text
+                prediction.raw = text
                 if not request.completion:
                     request = Request(request.messages + [
-                        {"role": "assistant", "content": completion.text},
+                        {"role": "assistant", "content": text},
                         {"role": "user", "content": f"That reply could not be used ({exc}). Reply "
                                                     "again with only the JSON object."},
                     ])

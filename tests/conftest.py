@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+# Whatever imports litellm first in this process, it must not look up its price map online.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -132,7 +132,7 @@ def test_unparseable_replies_are_row_errors_not_crashes(tmp_path):
     assert "every row failed" in result.stderr
     lines = [json.loads(line) for line in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and all(line["status"] == "error" for line in lines)
-    assert lines[0]["attempts"] == 3 and "unparseable reply" in lines[0]["error"]
+    assert lines[0]["calls"] == 3 and "unparseable reply" in lines[0]["error"]
     assert lines[0]["raw"] == "I think the answer is four."
 
 

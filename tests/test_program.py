@@ -38,14 +38,14 @@ def predict(spec, replies):
 
 def test_plain_first_then_grammar_after_a_bad_reply():
     pred, client = predict(SPEC, [" two", " 2"])
-    assert pred.ok and pred.y_pred == {"n": 2} and pred.attempts == 2
+    assert pred.ok and pred.y_pred == {"n": 2} and pred.calls == 2
     assert "grammar" not in client.calls[0]
     assert client.calls[1]["grammar"].startswith("root ::= ")
 
 
 def test_retries_are_bounded_and_the_error_is_kept():
     pred, client = predict(SPEC, [" two", " deux", " zwei"])
-    assert not pred.ok and pred.attempts == 3 and len(client.calls) == 3
+    assert not pred.ok and pred.calls == 3 and len(client.calls) == 3
     assert "unparseable reply" in pred.error and pred.raw == " zwei"
 
 
@@ -71,3 +71,28 @@ def test_chat_models_get_the_json_schema_and_feedback_on_retry():
     retry = client.requests[1].messages
     assert retry[-2] == {"role": "assistant", "content": "not json"}
     assert "could not be used" in retry[-1]["content"]
+
+
+def test_field_by_field_after_a_reply_without_all_fields():
+    spec = dict(SPEC, outputs={"thinking": "string", "answer": "integer"},
+                examples=[{"input": {"q": "one"}, "output": {"thinking": "it is one", "answer": 1}}])
+    program = Program(ProgramSpec.model_validate(spec))
+    client = ScriptedClient([" it is two", " it is two", " 2"])
+    pred = asyncio.run(program.predict({"q": "two"}, client))
+    assert pred.ok and pred.y_pred == {"thinking": "it is two", "answer": 2} and pred.calls == 3
+    first, thinking, answer = (r.messages[0]["content"] for r in client.requests)
+    assert first.endswith("q: two\nthinking:") and thinking == first
+    assert answer == first + " it is two\nanswer:"
+    assert client.calls[1]["grammar"] is None and client.calls[2]["grammar"].startswith('root ::= " " int')
+    assert client.requests[2].stop == ["\n"]
+
+
+def test_attempt_plans():
+    def plan(**model):
+        return Program(ProgramSpec.model_validate(dict(SPEC, model=model))).attempt_plan()
+
+    assert plan(name="local/gemma-3-270m") == ["plain", "stepwise", "grammar"]
+    assert plan(name="local/gemma-3-270m", max_parse_retries=0) == ["plain"]
+    assert plan(name="local/gemma-3-270m", max_parse_retries=4) == ["plain", "stepwise", "grammar", "grammar", "grammar"]
+    assert plan(name="local/gemma-3-270m", prompt_format="json") == ["plain", "schema", "schema"]
+    assert plan(name="openai/gpt-4o-mini") == ["chat", "chat", "chat"]

@@ -1,9 +1,13 @@
 """GBNF grammars for the ``fields`` reply format (llama.cpp's grammar language).
 
 The grammar starts right after the prompt's last line (``first_field:``) and spells out the
-remaining ``name: value`` lines in order, so enums, numbers, lists and objects come out valid.
-Strings inside JSON values are bounded (``max_length`` or 200 characters) so decoding cannot run
-to ``max_tokens`` inside an unterminated string.
+remaining ``name: value`` lines in order, so enums, numbers, lists and objects come out valid, and
+ends with a newline, after which decoding stops. Strings inside JSON values are bounded
+(``max_length`` or 200 characters) so decoding cannot run to ``max_tokens`` inside an unterminated
+string; a plain line needs no bound (its newline ends it), and bounded repetitions are what make
+llama.cpp grammars slow (measured: 0.23 s per token with a 160-character bound).
+
+``field_grammar`` constrains one field's value alone, for field-by-field decoding.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class _Builder:
             if in_json:
                 return self.add(f'"\\"" jchar{{0,{limit}}} "\\""')
             # A plain line: no newline, no leading space (the prompt's ': ' already has one).
-            return self.add(f'[^\\n ] [^\\n]{{0,{max(limit - 1, 0)}}}')
+            return self.add('[^\\n ] [^\\n]*')
         if kind == "list":
             item = self.value(spec.items or FieldSpec(), in_json=True)
             return self.add(f'"[" ws ({item} ("," ws {item})*)? ws "]"')
@@ -75,5 +79,13 @@ def fields_grammar(outputs: DataModel) -> str:
     for i, (name, spec) in enumerate(outputs.items()):
         value = builder.value(spec, in_json=spec.type in ("list", "object"))
         pieces.append(f'" " {value}' if i == 0 else f'"\\n" {_literal(name + ": ")} {value}')
-    root = "root ::= " + " ".join(pieces)
+    root = "root ::= " + " ".join(pieces) + ' "\\n"'
+    return "\n".join([root] + [f"{name} ::= {body}" for name, body in builder.rules.items()]) + "\n"
+
+
+def field_grammar(spec: FieldSpec) -> str:
+    """GBNF for one value after ``name:``: a space, the value, a newline."""
+    builder = _Builder()
+    value = builder.value(spec, in_json=spec.type in ("list", "object"))
+    root = f'root ::= " " {value} "\\n"'
     return "\n".join([root] + [f"{name} ::= {body}" for name, body in builder.rules.items()]) + "\n"

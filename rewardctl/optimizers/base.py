@@ -53,9 +53,10 @@ class Observation:
 class Optimizer:
     config_model: ClassVar[type[OptimizerConfig]] = OptimizerConfig
 
-    def __init__(self, config: OptimizerConfig, outputs: list[str]):
+    def __init__(self, config: OptimizerConfig, outputs: dict[str, Any]):
         self.config = config
-        self.outputs = outputs  # output field names: a demo needs all of them
+        self.outputs = list(outputs)  # output field names: a demo needs all of them
+        self.string_fields = {name: spec.type == "string" for name, spec in outputs.items()}
 
     @classmethod
     def type_name(cls) -> str:
@@ -89,6 +90,25 @@ class Optimizer:
 
     def demo_count(self, rng: random.Random, available: int, lo: int, hi: int) -> int:
         return min(available, rng.randint(lo, hi))
+
+    def reference_output(self, obs: Observation) -> dict[str, Any] | None:
+        """A demo output built on the row's reference. A reference that lacks output fields (a
+        chain-of-thought dataset has the answer, not the reasoning) takes them from the program's
+        own prediction for the row, or leaves a missing text field empty when there is none: the
+        demo shows the whole format with the right answer."""
+        if self.complete(obs.y_true):
+            return obs.y_true
+        output: dict[str, Any] = {}
+        for name in self.outputs:
+            if name in obs.y_true:
+                output[name] = obs.y_true[name]
+            elif obs.y_pred is not None and name in obs.y_pred:
+                output[name] = obs.y_pred[name]
+            elif self.string_fields.get(name):
+                output[name] = ""
+            else:
+                return None
+        return output
 
 
 def demo(inputs: dict[str, Any], output: dict[str, Any], outputs: list[str]) -> Example:

@@ -43,18 +43,27 @@ class BootstrapFewShot(Optimizer):
         super().__init__(config, outputs)
         self.pool: list[dict[str, Any]] = []
         self.labeled: list[Example] = []
+        self.filled: list[dict[str, Any]] = []  # references completed from predictions
 
     def set_labeled(self, examples: list[Example]) -> None:
         """Training rows with complete references, for the teacher."""
         self.labeled = examples
 
     def teacher(self, parent: ProgramState, rng: random.Random) -> ProgramState:
-        k = min(self.config.teacher_demos, len(self.labeled))
-        extra = rng.sample(self.labeled, k) if k else []
+        labeled = self.labeled or [Example(input=d["input"], output=d["output"]) for d in self.filled]
+        k = min(self.config.teacher_demos, len(labeled))
+        extra = rng.sample(labeled, k) if k else []
         return ProgramState(parent.instructions, [*extra, *parent.examples])
 
     def observe(self, observations: list[Observation]) -> None:
         known = {(str(d["input"])) for d in self.pool}
+        if not self.labeled:  # incomplete references: fill them from predictions for the teacher
+            seen = {str(d["input"]) for d in self.filled}
+            for obs in observations:
+                output = self.reference_output(obs)
+                if output is not None and str(obs.inputs) not in seen:
+                    self.filled.append({"input": obs.inputs, "output": output})
+                    seen.add(str(obs.inputs))
         for obs in observations:
             if (self.complete(obs.y_pred) and obs.reward is not None and obs.reward >= self.config.threshold
                     and str(obs.inputs) not in known):
@@ -71,7 +80,8 @@ class BootstrapFewShot(Optimizer):
                             [demo(d["input"], d["output"], self.outputs) for d in chosen])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pool": self.pool}
+        return {"pool": self.pool, "filled": self.filled}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pool = list(state.get("pool", []))
+        self.filled = list(state.get("filled", []))

@@ -5,9 +5,9 @@ takes between `min_examples` and `max_examples` demos drawn, without replacement
 training rows, with probabilities from a softmax over the rows' rewards divided by `temperature`
 (`sampling: random` draws uniformly, `best` takes the highest). A demo is the row's input with its
 reference output (`demo_output: reference`), or with the program's own output
-(`prediction`, as Synalinks does); a reference that lacks some output fields (a chain-of-thought
-dataset holds the answer, not the reasoning) falls back to the prediction when that scored at
-least `min_prediction_reward`.
+(`prediction`, as Synalinks does, when it scored at least `min_prediction_reward`). A reference
+that lacks some output fields (a chain-of-thought dataset holds the answer, not the reasoning)
+takes them from the program's prediction for that row (see Optimizer.reference_output).
 """
 
 from __future__ import annotations
@@ -52,12 +52,10 @@ class RandomFewShot(Optimizer):
         self.pool = []
 
     def _demo_output(self, obs: Observation) -> dict[str, Any] | None:
-        prediction_ok = self.complete(obs.y_pred) and (obs.reward or 0.0) >= self.config.min_prediction_reward
         if self.config.demo_output == "prediction":
-            return obs.y_pred if prediction_ok else None
-        if self.complete(obs.y_true):
-            return obs.y_true
-        return obs.y_pred if prediction_ok else None
+            ok = self.complete(obs.y_pred) and (obs.reward or 0.0) >= self.config.min_prediction_reward
+            return obs.y_pred if ok else None
+        return self.reference_output(obs)
 
     def observe(self, observations: list[Observation]) -> None:
         for obs in observations:
