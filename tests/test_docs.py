@@ -49,3 +49,13 @@ def test_every_third_party_import_is_a_declared_dependency(root):
     third_party = {m for m in found if m not in sys.stdlib_module_names and m != "rewardctl"}
     missing = {m for m in third_party if import_names.get(m, m).lower().replace("_", "-") not in names}
     assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
+
+
+def test_every_optimizer_option_is_documented(root):
+    from rewardctl.optimizers import REGISTRY as OPTIMIZERS
+
+    text = (root / "docs" / "optimizers.md").read_text()
+    for type_name, cls in OPTIMIZERS.items():
+        assert f"## {type_name}" in text, f"no section for {type_name}"
+        for field_name in cls.config_model.model_fields:
+            assert f"`{field_name}`" in text, f"{type_name}.{field_name} is not documented"

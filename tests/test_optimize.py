@@ -127,7 +127,7 @@ def test_eval_checkpoint_and_export_use_the_learned_state(quiz):
 
 
 def test_early_stopping_with_patience(quiz):
-    spec, tmp_path = quiz
+    _spec, tmp_path = quiz
     patient = write(tmp_path / "p.yaml", SPEC.replace("epochs: 4", "epochs: 12").replace("patience: null", "patience: 1"))
     report = optimize(patient, tmp_path, tmp_path / "p")
     assert report["early_stopped"] and len(report["history"]) < 12
