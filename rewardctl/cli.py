@@ -211,10 +211,11 @@ def optimize_command(
     val: Annotated[str | None, typer.Option("--val", help="Validation JSONL [default: --val-split of the training set].")] = None,
     val_split: Annotated[float, typer.Option(help="Share of the training set held out for validation when --val is not given.")] = 0.3,
     test: Annotated[str | None, typer.Option("--test", help="Held-out JSONL: baseline and best are also compared on it.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="random_few_shot or bootstrap_few_shot [default: the spec's, else random_few_shot].")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="random_few_shot, bootstrap_few_shot or kl [default: the spec's, else random_few_shot].")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [default: the optimizer's].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed [default: the optimizer's, 0]; 0 is a seed.")] = None,
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="Start from no demos (the baseline is zero-shot).")] = False,
+    reference: Annotated[Path | None, typer.Option(help="A checkpoint whose state is the KL reference [default: the initial program].")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, best.json, report.json, report.md, learning_curve.png.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last checkpoint.")] = False,
     concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = 8,
@@ -237,6 +238,7 @@ def optimize_command(
             options = OptimizeOptions(train=train, val=val, val_split=val_split, test=test,
                                       out_dir=str(out) if out else None, optimizer=optimizer, epochs=epochs,
                                       seed=seed, zero_shot=zero_shot, resume=resume, concurrency=concurrency,
+                                      reference=str(reference) if reference else None,
                                       use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
             if quiet:
                 report = asyncio.run(optimize(program_spec, options, spec_path=str(spec)))

@@ -45,6 +45,7 @@ from rewardctl.metrics.stats import bootstrap_ci
 from rewardctl.optimizers import REGISTRY, Observation, OptimizerConfig
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
+from rewardctl.prompting import ParseError
 from rewardctl.scoring import RowScores, Scorer
 from rewardctl.state import ProgramState
 
@@ -62,6 +63,7 @@ class OptimizeOptions:
     epochs: int | None = None
     seed: int | None = None
     zero_shot: bool = False
+    reference: str | None = None  # a checkpoint whose state is the KL reference
     resume: bool = False
     concurrency: int = 8
     use_cache: bool = True
@@ -91,6 +93,8 @@ class Comparison(BaseModel):
     optimized: float | None
     difference: float | None
     ci95: list[float] | None = Field(None, description="95% bootstrap CI of the paired difference.")
+    scores: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="Each reward's and metric's mean: {name: {baseline, optimized}}.")
 
 
 class OptimizeReport(BaseModel):
@@ -101,7 +105,11 @@ class OptimizeReport(BaseModel):
     optimizer: dict[str, Any]
     data: dict[str, Any]
     history: list[dict[str, Any]]
+    steps: list[dict[str, Any]] = Field(default_factory=list, description="Every candidate scored on a minibatch.")
     best: dict[str, Any]
+    kl_to_reference: dict[str, Any] | None = Field(
+        None, description="The best state's KL to the reference, from sampled outputs (local models).")
+    warnings: list[str] = Field(default_factory=list)
     validation: Comparison
     test: Comparison | None = None
     early_stopped: bool = False
@@ -171,6 +179,51 @@ class Runner:
     async def mean(self, state: ProgramState, rows: list[Row]) -> float:
         return mean_reward(await self.run(state, rows))
 
+    async def sample(self, state: ProgramState, reference: ProgramState | None, rows: list[Row], *,
+                     n: int, max_tokens: int, seed: int) -> list[Any]:
+        """``n`` outputs per row sampled from ``state`` at temperature 1, each with its reward and
+        with the reference's log-probabilities of exactly its tokens."""
+        program = Program(self.spec, state)
+        ref_program = Program(self.spec, reference or state)
+        out = []
+        for i, row in enumerate(rows):
+            request = program.request(row.inputs)
+            if not request.completion:
+                raise InputError("KL estimation needs a completion-style prompt (a local model)", field="model")
+            samples = await self.client.sample_tokens(request.messages[0]["content"], n=n, max_tokens=max_tokens,
+                                                      stop=request.stop, seed=seed + i)
+            ref_prompt = ref_program.request(row.inputs).messages[0]["content"]
+            for sample, ref_logprobs in zip(samples, await self.client.score_sampled(ref_prompt, samples),
+                                            strict=True):
+                sample.ref_logprobs = ref_logprobs
+            y_preds = []
+            for sample in samples:
+                try:
+                    y_preds.append(program.format.parse(sample.text))
+                except ParseError:
+                    y_preds.append(None)
+            scores = await self.scorer.score([row.y_true or {}] * n, y_preds, [row.inputs] * n)
+            for sample, score in zip(samples, scores, strict=True):
+                sample.reward = score.reward
+            out.extend(samples)
+        return out
+
+
+async def kl_to_reference(runner: Runner, state: ProgramState, reference: ProgramState, rows: list[Row],
+                          seed: int, n: int = 2, max_tokens: int = 48) -> dict[str, Any]:
+    """KL(state || reference) from sampled outputs: k1 and k3, with standard errors."""
+    import numpy as np
+
+    from rewardctl.kl import sequence_kl
+
+    samples = await runner.sample(state, reference, rows, n=n, max_tokens=max_tokens, seed=seed)
+    k1 = np.array([sequence_kl(s.logprobs, s.ref_logprobs, "k1") for s in samples])
+    k3 = np.array([sequence_kl(s.logprobs, s.ref_logprobs, "k3") for s in samples])
+    def se(a):
+        return (float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0)
+    return {"samples": len(samples), "k1": float(k1.mean()), "k1_stderr": se(k1), "k3": float(k3.mean()),
+            "k3_stderr": se(k3), "entropy": float(np.mean([np.mean(s.entropies) for s in samples if s.entropies]))}
+
 
 def mean_reward(results: list[tuple[Prediction, RowScores]]) -> float:
     values = [s.reward for _, s in results if s.reward is not None]
@@ -191,13 +244,15 @@ def compare(baseline: list[tuple[Prediction, RowScores]], optimized: list[tuple[
             seed: int) -> Comparison:
     pairs = [(b.reward, o.reward) for (_, b), (_, o) in zip(baseline, optimized, strict=True)
              if b.reward is not None and o.reward is not None]
+    base_means, opt_means = score_means(baseline), score_means(optimized)
+    scores = {name: {"baseline": base_means.get(name), "optimized": opt_means.get(name)} for name in base_means}
     if not pairs:
-        return Comparison(rows=0, baseline=None, optimized=None, difference=None)
+        return Comparison(rows=0, baseline=None, optimized=None, difference=None, scores=scores)
     diffs = [o - b for b, o in pairs]
     lo, hi, _ = bootstrap_ci(diffs, seed=seed)
     return Comparison(rows=len(pairs), baseline=sum(b for b, _ in pairs) / len(pairs),
                       optimized=sum(o for _, o in pairs) / len(pairs),
-                      difference=sum(diffs) / len(diffs), ci95=[lo, hi])
+                      difference=sum(diffs) / len(diffs), ci95=[lo, hi], scores=scores)
 
 
 @dataclass
@@ -210,6 +265,8 @@ class LoopState:
     no_improve: int = 0
     seen: set[str] = field(default_factory=set)
     baseline_val: float = 0.0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -245,6 +302,12 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
         optimizer.set_labeled([Example(input=r.inputs, output=r.y_true) for r in train
                                if r.y_true is not None and all(k in r.y_true for k in spec.outputs)])
     initial = ProgramState(spec.instructions, [] if config.start == "zero_shot" else list(spec.examples))
+    reference = initial
+    if options.reference is not None:
+        from rewardctl.checkpoint import state_for
+
+        reference = state_for(spec, read_checkpoint(options.reference), options.reference)
+    optimizer.set_reference(reference)
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     client = LMClient(spec.model, cache)
     runner = Runner(spec, scorer, client, options.concurrency, options.use_cache)
@@ -259,7 +322,7 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
         resumed_from = _restore(out, loop, rng, optimizer, config, fingerprint, data_fingerprint)
     else:
         first = Candidate(initial, initial.key(), epoch=0)
-        first.val = loop.baseline_val = await runner.mean(initial, val)
+        first.val = loop.baseline_val = (await optimizer.evaluate(runner, initial, val, rng.getrandbits(31)))["objective"]
         loop.population, loop.best, loop.seen = [first], first, {first.key}
 
     def checkpoint_data(state: ProgramState) -> dict[str, Any]:
@@ -269,8 +332,20 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
             "optimizer_state": optimizer.state_dict(), "rng_state": rng_state(rng),
             "population": [c.to_json() for c in loop.population], "best": loop.best.to_json(),
             "best_epoch": loop.best_epoch, "history": loop.history, "no_improve": loop.no_improve,
-            "seen": sorted(loop.seen), "baseline_val": loop.baseline_val,
+            "seen": sorted(loop.seen), "baseline_val": loop.baseline_val, "steps": loop.steps,
+            "warnings": loop.warnings,
         }
+
+    async def score_step(state: ProgramState, rows: list[Row], epoch: int, step: int) -> float:
+        """Score a candidate on a minibatch, record the step, let the optimizer adapt."""
+        stats = await optimizer.evaluate(runner, state, rows, rng.getrandbits(31))
+        optimizer.after_step(stats)
+        loop.steps.append({"epoch": epoch, "step": step, "rows": len(rows), **stats})
+        if "kl" in stats and not stats.get("kl_in_band", True):
+            what = "negative (the estimate is noisy, or its samples were not drawn from the scored distribution)" \
+                if stats["kl"] < 0 else "above 10 nats (the candidate drifted far from the reference)"
+            loop.warnings.append(f"epoch {epoch} step {step}: KL {stats['kl']:.2f} is {what}")
+        return stats["objective"]
 
     early_stopped = False
     try:
@@ -299,14 +374,14 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
                     loop.seen.add(proposal.key())
                     size = config.val_batch_size
                     mini_rows = val if size == 0 or size >= len(val) else rng.sample(val, size)
-                    fresh.append(Candidate(proposal, proposal.key(), mini=await runner.mean(proposal, mini_rows),
-                                           epoch=epoch))
+                    fresh.append(Candidate(proposal, proposal.key(),
+                                           mini=await score_step(proposal, mini_rows, epoch, step), epoch=epoch))
                 if progress is not None:
                     progress({"epoch": epoch, "epochs": config.epochs, "step": step, "steps": len(steps),
                               "best_val": loop.best.val})
             shortlist = sorted(fresh, key=lambda c: -(c.mini or 0.0))[: config.population_size]
             for candidate in shortlist:
-                candidate.val = await runner.mean(candidate.state, val)
+                candidate.val = (await optimizer.evaluate(runner, candidate.state, val, rng.getrandbits(31)))["objective"]
             loop.population = sorted([*loop.population, *shortlist],
                                      key=lambda c: -(c.val or 0.0))[: config.population_size]
             leader = loop.population[0]
@@ -319,7 +394,8 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
             loop.history.append({
                 "epoch": epoch,
                 "train_reward": sum(train_rewards) / len(train_rewards) if train_rewards else None,
-                "val_reward": leader.val, "best_val_reward": loop.best.val,
+                "val_reward": mean_reward(leader_results), "val_objective": leader.val,
+                "best_val_objective": loop.best.val,
                 "metrics": score_means(leader_results), "candidates": len(fresh),
                 "demos": len(leader.state.examples), "seconds": round(time.perf_counter() - epoch_started, 2),
             })
@@ -338,6 +414,9 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
     test_cmp = None
     if test is not None:
         test_cmp = compare(await runner.run(initial, test), await runner.run(loop.best.state, test), config.seed)
+    kl_report = None
+    if spec.model.is_local and spec.model.resolved_format == "fields":
+        kl_report = await kl_to_reference(runner, loop.best.state, reference, val, seed=config.seed)
     if cache is not None:
         cache.close()
     report = OptimizeReport(
@@ -346,8 +425,9 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
         data={"train": options.train, "val": options.val or f"{options.val_split:g} of train",
               "test": options.test, "train_rows": len(train), "val_rows": len(val),
               "test_rows": len(test) if test is not None else None, "fingerprint": data_fingerprint},
-        history=loop.history,
-        best={"epoch": loop.best_epoch, "val_reward": loop.best.val, "demos": len(loop.best.state.examples),
+        history=loop.history, steps=loop.steps, kl_to_reference=kl_report, warnings=loop.warnings,
+        best={"epoch": loop.best_epoch, "val_reward": loop.best.val, "val_objective": loop.best.val,
+              "demos": len(loop.best.state.examples),
               "instructions": loop.best.state.instructions, "state": loop.best.state.to_json()},
         validation=validation, test=test_cmp, early_stopped=early_stopped, resumed_from_epoch=resumed_from,
         wall_time_s=round(time.perf_counter() - started, 2),
@@ -360,6 +440,10 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
         atomic_write_json(out / "report.json", report.model_dump(mode="json"))
         atomic_write_text(out / "report.md", render_markdown(report))
         plot_learning_curve(report, out / "learning_curve.png")
+        if any("kl" in step for step in report.steps):
+            plot_kl_curve(report, out / "kl_curve.png")
+            report.outputs["kl_curve"] = str(out / "kl_curve.png")
+            atomic_write_json(out / "report.json", report.model_dump(mode="json"))
     return report
 
 
@@ -387,6 +471,8 @@ def _restore(out: Path, loop: LoopState, rng: random.Random, optimizer: Any, con
     loop.no_improve = data["no_improve"]
     loop.seen = set(data["seen"])
     loop.baseline_val = data["baseline_val"]
+    loop.steps = data.get("steps", [])
+    loop.warnings = data.get("warnings", [])
     optimizer.load_state_dict(data.get("optimizer_state", {}))
     set_rng_state(rng, data["rng_state"])
     return loop.epoch
@@ -404,26 +490,66 @@ def render_markdown(report: OptimizeReport) -> str:
             ci = f"{cmp.ci95[0]:+.3f} to {cmp.ci95[1]:+.3f}" if cmp.ci95 else "n/a"
             diff = "n/a" if cmp.difference is None else f"{cmp.difference:+.3f}"
             lines.append(f"| {label} | {_fmt(cmp.baseline)} | {_fmt(cmp.optimized)} | {diff} | {ci} | {cmp.rows} |")
-    lines += ["", f"Best: epoch {report.best['epoch']}, {report.best['demos']} demos, validation reward "
+    scores = (report.test or report.validation).scores
+    if scores:
+        label = "test" if report.test is not None else "validation"
+        lines += ["", f"| score ({label}) | baseline | optimized |", "|---|---|---|"]
+        lines += [f"| {name} | {_fmt(v['baseline'])} | {_fmt(v['optimized'])} |" for name, v in scores.items()]
+    lines += ["", f"Best: epoch {report.best['epoch']}, {report.best['demos']} demos, validation objective "
               f"{_fmt(report.best['val_reward'])}. {len(report.history)} epochs"
-              f"{' (stopped early)' if report.early_stopped else ''}, {report.wall_time_s:.1f} s.", "",
-              "| epoch | train reward | val reward | best val | candidates | demos |", "|---|---|---|---|---|---|"]
+              f"{' (stopped early)' if report.early_stopped else ''}, {report.wall_time_s:.1f} s."]
+    if report.kl_to_reference is not None:
+        kl = report.kl_to_reference
+        lines.append(f"KL(best || reference) from {kl['samples']} sampled outputs: k1 {kl['k1']:.2f} ± "
+                     f"{kl['k1_stderr']:.2f}, k3 {kl['k3']:.2f} ± {kl['k3_stderr']:.2f} nats.")
+    lines += ["", "| epoch | train reward | val reward | val objective | best objective | candidates | demos |",
+              "|---|---|---|---|---|---|---|"]
     for row in report.history:
         lines.append(f"| {row['epoch']} | {_fmt(row['train_reward'])} | {_fmt(row['val_reward'])} | "
-                     f"{_fmt(row['best_val_reward'])} | {row['candidates']} | {row['demos']} |")
+                     f"{_fmt(row['val_objective'])} | {_fmt(row['best_val_objective'])} | {row['candidates']} | "
+                     f"{row['demos']} |")
+    kl_steps = [s for s in report.steps if "kl" in s]
+    if kl_steps:
+        lines += ["", "| step | score | kl | beta | non-score reward | objective | entropy |", "|---|---|---|---|---|---|---|"]
+        for s in kl_steps:
+            flag = "" if s.get("kl_in_band", True) else " ⚠"
+            lines.append(f"| {s['epoch']}.{s['step']} | {s['score']:.3f} | {s['kl']:.2f}{flag} | {s['beta']:.3f} | "
+                         f"{s['non_score_reward']:.3f} | {s['objective']:.3f} | {s['entropy']:.2f} |")
+    for warning in report.warnings:
+        lines.append(f"\nwarning: {warning}")
     return "\n".join(lines) + "\n"
 
 
-def plot_learning_curve(report: OptimizeReport, path: Path) -> None:
-    """Train and validation reward per epoch, with the baseline, as a PNG (written atomically)."""
+def _save_png(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure atomically."""
     import os
     import tempfile
 
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_learning_curve(report: OptimizeReport, path: Path) -> None:
+    """Train and validation reward per epoch, with the baseline, as a PNG."""
+    plt = _pyplot()
     epochs = [row["epoch"] for row in report.history]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     if epochs:
@@ -439,12 +565,26 @@ def plot_learning_curve(report: OptimizeReport, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    _save_png(fig, path)
+
+
+def plot_kl_curve(report: OptimizeReport, path: Path) -> None:
+    """Reward (of sampled outputs) and KL to the reference for every step, with the [0, 10] band."""
+    plt = _pyplot()
+    steps = [s for s in report.steps if "kl" in s]
+    x = list(range(1, len(steps) + 1))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
+    ax.plot(x, [s["score"] for s in steps], marker="o", color="tab:blue", label="reward (sampled)")
+    ax.plot(x, [s["objective"] for s in steps], marker=".", color="tab:green", label="objective")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    other = ax.twinx()
+    other.plot(x, [s["kl"] for s in steps], marker="s", color="tab:red", label="KL (nats)")
+    other.axhspan(0, 10, color="tab:red", alpha=0.06)
+    other.set_ylabel("KL to reference (nats)")
+    handles = ax.get_legend_handles_labels()[0] + other.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + other.get_legend_handles_labels()[1]
+    ax.legend(handles, labels, loc="best", fontsize="small")
+    ax.set_title(f"{report.spec['name']}: reward and KL per step")
+    fig.tight_layout()
+    _save_png(fig, path)

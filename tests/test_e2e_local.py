@@ -203,3 +203,49 @@ def test_optimize_interrupted_by_sigint_then_resumed_ends_like_an_uninterrupted_
     resumed_report, whole_report = json.loads(resumed.stdout), json.loads(whole.stdout)
     assert resumed_report["resumed_from_epoch"] >= 1
     assert comparable(resumed_report) == comparable(whole_report)
+
+
+def _gamed_run(tmp_path, name, *extra):
+    test = (ROOT / "datasets/capitals/test.jsonl").read_text().splitlines()[:24]
+    (tmp_path / "test.jsonl").write_text("\n".join(test) + "\n")
+    result = rewardctl("optimize", "recipes/capitals_gamed.yaml", "--train", "datasets/capitals_gamed/train.jsonl",
+                       "--test", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / name), "-q", "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_kl_optimizer_keeps_the_true_metric_where_reward_alone_drifts(tmp_path):
+    drift = _gamed_run(tmp_path, "few_shot", "--optimizer", "random_few_shot")
+    kept = _gamed_run(tmp_path, "kl")
+    # Reward alone: the gamed reward rises, exact match falls, the program moves far from its reference.
+    assert drift["test"]["optimized"] > drift["test"]["baseline"] + 0.2
+    assert drift["test"]["scores"]["correct"]["optimized"] < drift["test"]["scores"]["correct"]["baseline"] - 0.4
+    assert drift["kl_to_reference"]["k1"] > 8
+    # The kl optimizer stays in the band and keeps the true metric.
+    assert kept["kl_to_reference"]["k1"] < 8
+    assert kept["test"]["scores"]["correct"]["optimized"] >= kept["test"]["scores"]["correct"]["baseline"] - 0.1
+    steps = kept["steps"]
+    assert steps and {"score", "kl", "beta", "non_score_reward", "objective", "entropy"} <= set(steps[0])
+    for step in steps:
+        assert step["non_score_reward"] == pytest.approx(-step["beta"] * step["kl"])
+        assert step["objective"] == pytest.approx(step["score"] - step["beta"] * step["kl"])
+    assert (tmp_path / "kl" / "kl_curve.png").read_bytes()[:4] == b"\x89PNG"
+    checkpoint = json.loads((tmp_path / "kl" / "best.json").read_text())
+    assert checkpoint["optimizer_state"]["beta"] == pytest.approx(0.1)
+
+
+def test_kl_optimizer_resumes_to_the_same_result(tmp_path):
+    spec = (ROOT / "recipes/capitals_gamed.yaml").read_text().replace("epochs: 3", "epochs: 2").replace(
+        "val_batch_size: 8", "val_batch_size: 4").replace("samples_per_row: 2", "samples_per_row: 1")
+    (tmp_path / "gamed.yaml").write_text(spec)
+    train = (ROOT / "datasets/capitals_gamed/train.jsonl").read_text().splitlines()[:20]
+    (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
+    args = ["optimize", str(tmp_path / "gamed.yaml"), "--train", str(tmp_path / "train.jsonl"), "-q", "--json",
+            "--optimizer", "kl", "--seed", "3"]
+    first = rewardctl(*args, "--out", str(tmp_path / "parts"), "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    resumed = json.loads(rewardctl(*args, "--out", str(tmp_path / "parts"), "--resume").stdout)
+    whole = json.loads(rewardctl(*args, "--out", str(tmp_path / "whole")).stdout)
+    def strip(r):
+        return (([{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]], r["steps"], r["best"]))
+    assert resumed["resumed_from_epoch"] == 1 and strip(resumed) == strip(whole)

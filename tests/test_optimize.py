@@ -68,7 +68,7 @@ def test_optimize_beats_the_zero_shot_baseline_and_writes_everything(quiz):
     assert test["ci95"][0] > 0 and test["difference"] == pytest.approx(test["optimized"] - test["baseline"])
     assert report["best"]["demos"] >= 1 and len(report["history"]) == 4
     row = report["history"][0]
-    assert {"epoch", "train_reward", "val_reward", "best_val_reward", "metrics", "candidates"} <= set(row)
+    assert {"epoch", "train_reward", "val_reward", "best_val_objective", "metrics", "candidates"} <= set(row)
     assert set(row["metrics"]) == {"em", "f1"}
     for name in ("best.json", "report.json", "report.md", "checkpoints/epoch-001.json", "checkpoints/epoch-004.json"):
         assert (out / name).exists(), name

@@ -123,6 +123,81 @@ class LMClient:
                 self._supports_schema = False
         return self._supports_schema
 
+    # --- token-level access (teacher forcing, exact sampling) ---------------------------------
+
+    def _engine(self, purpose: str):
+        if not self.config.is_local:
+            raise ProviderError(f"{purpose} needs token-level sampling from the model's full "
+                                f"distribution, which only local/ models give; {self.config.name} "
+                                "does not", fatal=True)
+        from rewardctl.lm.local import get_engine
+
+        return get_engine(self.config.name.removeprefix("local/"))
+
+    async def continuation_logprobs(self, prompt: str, continuation: str) -> list[tuple[str, float]]:
+        """(token, log-probability) of each token of ``continuation`` after ``prompt``, by teacher
+        forcing. Local models evaluate once and read only the continuation's logits; other
+        providers need an OpenAI-compatible completions endpoint that echoes the prompt's
+        log-probabilities (vLLM, llama.cpp's server) or returns vLLM's prompt_logprobs."""
+        if self.config.is_local:
+            from rewardctl.lm import tokens
+
+            engine = self._engine("scoring a continuation")
+
+            def run(llama):
+                ids = tokens.tokenize_continuation(llama, continuation)
+                logps = tokens.score_continuation(llama, prompt, ids)
+                return [(llama.detokenize([i]).decode("utf-8", "replace"), lp) for i, lp in zip(ids, logps, strict=True)]
+
+            return await engine.run_token_op(run)
+        return await self._remote_continuation_logprobs(prompt, continuation)
+
+    async def _remote_continuation_logprobs(self, prompt: str, continuation: str) -> list[tuple[str, float]]:
+        from rewardctl.lm.litellm_setup import get_litellm
+
+        litellm = get_litellm()
+        model = self.config.name.split("/", 1)[1] if "/" in self.config.name else self.config.name
+        kwargs: dict[str, Any] = {"custom_llm_provider": "text-completion-openai", "echo": True, "logprobs": 1,
+                                  "max_tokens": 1, "temperature": 0, "timeout": self.config.timeout,
+                                  "extra_body": {"prompt_logprobs": 1}}
+        if self.config.api_base:
+            kwargs["api_base"] = self.config.api_base
+        if self._api_key is not None:
+            kwargs["api_key"] = self._api_key
+        what = (f"{self.config.name} returned no prompt log-probabilities: scoring a continuation needs an "
+                "OpenAI-compatible completions endpoint with echo and logprobs (vLLM, llama.cpp's server) "
+                "or vLLM's prompt_logprobs")
+        try:
+            response = await litellm.atext_completion(model=model, prompt=prompt + continuation, **kwargs)
+        except Exception as exc:  # noqa: BLE001 (litellm raises provider-specific classes)
+            raise ProviderError(f"{what} ({one_line(f'{type(exc).__name__}: {exc}', 200)})", fatal=True) from None
+        choice = response.choices[0]
+        logprobs = getattr(choice, "logprobs", None)
+        if logprobs is not None and getattr(logprobs, "text_offset", None) and getattr(logprobs, "token_logprobs", None):
+            start = len(prompt)
+            out = [(tok, float(lp)) for tok, lp, off in zip(logprobs.tokens, logprobs.token_logprobs,
+                                                             logprobs.text_offset, strict=False)
+                   if off >= start and off < start + len(continuation) and lp is not None]
+            if out:
+                return out
+        raise ProviderError(what, fatal=True)
+
+    async def sample_tokens(self, prompt: str, *, n: int, max_tokens: int, stop: list[str], seed: int):
+        """``n`` samples drawn from the full softmax at temperature 1 (rewardctl.lm.tokens.sample)."""
+        import numpy as np
+
+        from rewardctl.lm import tokens
+
+        engine = self._engine("KL estimation")
+        rng = np.random.default_rng(seed)
+        return await engine.run_token_op(tokens.sample, prompt, n=n, max_tokens=max_tokens, stop=stop, rng=rng)
+
+    async def score_sampled(self, prompt: str, samples: list[Any]) -> list[list[float]]:
+        from rewardctl.lm import tokens
+
+        engine = self._engine("KL estimation")
+        return await engine.run_token_op(tokens.score_sampled, prompt, samples)
+
     async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
         from rewardctl.lm import litellm_setup
 

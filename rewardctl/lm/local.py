@@ -170,6 +170,16 @@ class LocalEngine:
         litellm's import, which holds the GIL while the load mostly runs in C)."""
         self._executor.submit(lambda: self.llama)
 
+    async def run_token_op(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a rewardctl.lm.tokens function on the engine's thread, under its lock."""
+
+        def call() -> Any:
+            with self.lock:
+                return fn(self.llama, *args, **kwargs)
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, call)
+
     async def acomplete(self, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.complete, prompt, params)

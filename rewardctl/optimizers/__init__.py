@@ -4,7 +4,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from rewardctl.optimizers import bootstrap_few_shot, random_few_shot  # noqa: F401  (registers them)
+from rewardctl.optimizers import bootstrap_few_shot, kl_penalized, random_few_shot  # noqa: F401  (registers them)
 from rewardctl.optimizers.base import REGISTRY, Observation, Optimizer, OptimizerConfig, register
 
 __all__ = ["REGISTRY", "AnyOptimizerConfig", "Observation", "Optimizer", "OptimizerConfig", "register"]

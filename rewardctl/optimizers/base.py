@@ -72,6 +72,17 @@ class Optimizer:
     def propose(self, parent: ProgramState, rng: random.Random) -> ProgramState | None:
         raise TypeError(f"{type(self).__name__} must define propose")
 
+    async def evaluate(self, runner: Any, state: ProgramState, rows: list[Any], seed: int) -> dict[str, Any]:
+        """Score a candidate on rows: ``objective`` decides selection; other keys go into the
+        step's history. Default: the mean reward of the program's (greedy) outputs."""
+        return {"objective": await runner.mean(state, rows)}
+
+    def after_step(self, stats: dict[str, Any]) -> None:
+        """Called after each step's candidate was scored (the kl optimizer adapts beta here)."""
+
+    def set_reference(self, state: ProgramState) -> None:
+        """The program a KL is measured against (the initial one, or --reference)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
