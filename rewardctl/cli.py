@@ -265,6 +265,52 @@ def optimize_command(
     _run(body)
 
 
+@app.command("inspect-rewards", epilog="Exit codes: 0 done (1 with --strict when a check fails); 2 bad usage or input; 3 the run could not complete.")
+def inspect_rewards_command(
+    spec: SpecArg,
+    data: Annotated[str, typer.Option("--data", "-d", show_default=False, help="The dataset (JSONL).")],
+    predictions: Annotated[str | None, typer.Option("--predictions", "-p", help="Saved predictions to inspect the rewards on.")] = None,
+    generate: Annotated[bool, typer.Option("--generate", help="Run the program to get outputs to inspect the rewards on.")] = False,
+    pairs: Annotated[str | None, typer.Option("--pairs", help="Preference pairs (JSONL of prompt, chosen, rejected).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="report.json, report.md, report.html and the plots.")] = None,
+    write_spec: Annotated[Path | None, typer.Option(help="Write the spec with the recommended normalization here.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most rows inspected.")] = 500,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any check fails (for CI).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for sampled rows (0 is a seed).")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check the spec's rewards before trusting them: distributions, extreme cases, balance,
+    normalization, agreement, length bias, reward-hacking probes, preference pairs."""
+    import asyncio
+
+    from rewardctl.console import DataChannel, print_inspection, stderr_console
+    from rewardctl.errors import InputError
+    from rewardctl.inspection import InspectOptions, inspect_rewards
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        if predictions and generate:
+            raise InputError("give --predictions or --generate, not both")
+        with DataChannel() as channel:
+            program_spec = load_spec(spec)
+            options = InspectOptions(data=data, predictions=predictions, generate=generate, pairs=pairs,
+                                     out_dir=str(out) if out else None,
+                                     write_spec=str(write_spec) if write_spec else None, limit=limit, seed=seed,
+                                     concurrency=concurrency, use_cache=not no_cache)
+            report = asyncio.run(inspect_rewards(program_spec, options, spec_path=str(spec)))
+            if not quiet:
+                print_inspection(stderr_console(), report)
+            if json_out:
+                channel.write(report.model_dump_json(indent=2) + "\n")
+        if strict and report.failed:
+            raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
+
+
 @app.command("export")
 def export_command(
     spec: SpecArg,

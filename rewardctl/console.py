@@ -58,6 +58,23 @@ class DataChannel:
             self._saved_fd = None
 
 
+def print_inspection(console: Console, report: Any) -> None:
+    colors = {"fail": "red", "warn": "yellow", "pass": "green", "skip": "bright_black"}
+    order = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
+    table = Table(title=f"inspect-rewards · {report.spec['name']} · {report.source}, {report.rows} rows",
+                  title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("check")
+    table.add_column("score")
+    table.add_column("status")
+    table.add_column("finding", overflow="fold")
+    for c in sorted(report.checks, key=lambda c: (order[c.status], c.check)):
+        table.add_row(c.check, c.score or "", f"[{colors[c.status]}]{c.status}[/]", c.summary)
+    console.print(table)
+    console.print(", ".join(f"{report.counts.get(k, 0)} {k}" for k in ("fail", "warn", "pass", "skip")))
+    if report.outputs:
+        console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 

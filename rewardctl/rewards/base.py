@@ -250,8 +250,10 @@ class Reward:
                 field=f"reward '{self.name}'.normalization")
 
     async def raw_scores(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None],
-                         inputs: Sequence[JSON | None] | None = None) -> list[float | None]:
-        """Values before normalization and the failure policy: None for a failed prediction."""
+                         inputs: Sequence[JSON | None] | None = None, *,
+                         keep_nonfinite: bool = False) -> list[float | None]:
+        """Values before normalization and the failure policy: None for a failed prediction.
+        A NaN or infinite value is an error, or with ``keep_nonfinite`` (inspect-rewards) kept."""
         results: list[float | None] = [None] * len(y_trues)
         self.batch_components = None  # combined rewards set their parts' values here
         self.last_components = None
@@ -274,7 +276,7 @@ class Reward:
                     self.unscored += 1
                     continue
                 value = float(value)
-                if not math.isfinite(value):
+                if not math.isfinite(value) and not keep_nonfinite:
                     raise InputError(f"returned {value}, not a finite number", field=f"reward '{self.name}'")
                 results[i] = value
         return results

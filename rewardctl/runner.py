@@ -1,0 +1,105 @@
+"""Running a program state over rows held in memory, and scoring its outputs (optimize and
+inspect-rewards use it; eval streams files instead)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from rewardctl.dataset import Row
+from rewardctl.errors import InputError, RunError
+from rewardctl.lm.client import LMClient
+from rewardctl.program import Prediction, Program
+from rewardctl.prompting import ParseError
+from rewardctl.scoring import RowScores, Scorer
+from rewardctl.state import ProgramState
+
+
+class Runner:
+    """Runs a program state over rows and scores the outputs (model calls cached, concurrent)."""
+
+    def __init__(self, spec: Any, scorer: Scorer, client: LMClient, concurrency: int, use_cache: bool):
+        self.spec = spec
+        self.scorer = scorer
+        self.client = client
+        self.limit = asyncio.Semaphore(max(1, concurrency))
+        self.use_cache = use_cache
+        self.failed_fatal: str | None = None
+
+    async def run(self, state: ProgramState, rows: list[Row]) -> list[tuple[Prediction, RowScores]]:
+        program = Program(self.spec, state)
+
+        async def one(row: Row) -> Prediction:
+            async with self.limit:
+                return await program.predict(row.inputs, self.client, use_cache=self.use_cache)
+
+        preds = await asyncio.gather(*(one(r) for r in rows))
+        for pred in preds:
+            if pred.fatal:
+                raise RunError(f"stopped: {pred.error}")
+        scores = await self.scorer.score([r.y_true or {} for r in rows],
+                                         [p.y_pred if p.ok else None for p in preds], [r.inputs for r in rows])
+        return list(zip(preds, scores, strict=True))
+
+    async def mean(self, state: ProgramState, rows: list[Row]) -> float:
+        return mean_reward(await self.run(state, rows))
+
+    async def sample(self, state: ProgramState, reference: ProgramState | None, rows: list[Row], *,
+                     n: int, max_tokens: int, seed: int) -> list[Any]:
+        """``n`` outputs per row sampled from ``state`` at temperature 1, each with its reward and
+        with the reference's log-probabilities of exactly its tokens."""
+        program = Program(self.spec, state)
+        ref_program = Program(self.spec, reference or state)
+        out = []
+        for i, row in enumerate(rows):
+            request = program.request(row.inputs)
+            if not request.completion:
+                raise InputError("KL estimation needs a completion-style prompt (a local model)", field="model")
+            samples = await self.client.sample_tokens(request.messages[0]["content"], n=n, max_tokens=max_tokens,
+                                                      stop=request.stop, seed=seed + i)
+            ref_prompt = ref_program.request(row.inputs).messages[0]["content"]
+            for sample, ref_logprobs in zip(samples, await self.client.score_sampled(ref_prompt, samples),
+                                            strict=True):
+                sample.ref_logprobs = ref_logprobs
+            y_preds = []
+            for sample in samples:
+                try:
+                    y_preds.append(program.format.parse(sample.text))
+                except ParseError:
+                    y_preds.append(None)
+            scores = await self.scorer.score([row.y_true or {}] * n, y_preds, [row.inputs] * n)
+            for sample, score in zip(samples, scores, strict=True):
+                sample.reward = score.reward
+            out.extend(samples)
+        return out
+
+
+async def kl_to_reference(runner: Runner, state: ProgramState, reference: ProgramState, rows: list[Row],
+                          seed: int, n: int = 2, max_tokens: int = 48) -> dict[str, Any]:
+    """KL(state || reference) from sampled outputs: k1 and k3, with standard errors."""
+    import numpy as np
+
+    from rewardctl.kl import sequence_kl
+
+    samples = await runner.sample(state, reference, rows, n=n, max_tokens=max_tokens, seed=seed)
+    k1 = np.array([sequence_kl(s.logprobs, s.ref_logprobs, "k1") for s in samples])
+    k3 = np.array([sequence_kl(s.logprobs, s.ref_logprobs, "k3") for s in samples])
+    def se(a):
+        return (float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0)
+    return {"samples": len(samples), "k1": float(k1.mean()), "k1_stderr": se(k1), "k3": float(k3.mean()),
+            "k3_stderr": se(k3), "entropy": float(np.mean([np.mean(s.entropies) for s in samples if s.entropies]))}
+
+
+def mean_reward(results: list[tuple[Prediction, RowScores]]) -> float:
+    values = [s.reward for _, s in results if s.reward is not None]
+    return sum(values) / len(values) if values else 0.0
+
+
+def score_means(results: list[tuple[Prediction, RowScores]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    if not results:
+        return out
+    for name in [*results[0][1].rewards, *results[0][1].metrics]:
+        values = [v for _, s in results for v in [s.rewards.get(name, s.metrics.get(name))] if v is not None]
+        out[name] = sum(values) / len(values) if values else None
+    return out
