@@ -55,13 +55,33 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def run_async(coro):
+    """asyncio.run, with SIGTERM handled like Ctrl-C: the command is cancelled, flushes what it
+    finished, and says how to continue."""
+    import asyncio
+    import contextlib
+    import signal
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        # Not possible outside the main thread (typer's test runner): then SIGTERM stays as it was.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await coro
+
+    return asyncio.run(main())
+
+
 def _run(fn):
     """Run a command body: library errors become one line on stderr and their exit code."""
+    import asyncio
+
     try:
         return fn()
     except RewardctlError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         raise _fail("interrupted", EXIT_RUN_FAILED) from None
     except typer.Exit:
         raise
@@ -127,11 +147,12 @@ def eval_command(
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
     repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k); each is a prediction line.")] = 1,
     checkpoint: Annotated[Path | None, typer.Option(help="Evaluate the learned state of an optimize checkpoint (DIR/best.json).")] = None,
+    max_errors: Annotated[str | None, typer.Option(help="Error budget: stop calling the model after N failed rows, or P% of the rows (every row is still recorded).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish the interrupted run in --out without redoing its finished rows.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run the program over a dataset, score every output, write predictions and a report."""
-    import asyncio
 
     from rewardctl.console import DataChannel, print_summary, stderr_console
     from rewardctl.evaluate import EvalOptions, evaluate
@@ -149,8 +170,9 @@ def eval_command(
             options = EvalOptions(data=data, out_dir=str(out) if out else None, limit=limit,
                                   concurrency=concurrency, use_cache=not no_cache,
                                   cache_dir=str(cache_dir) if cache_dir else None,
-                                  skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat)
-            report = asyncio.run(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
+                                  skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
+                                  max_errors=max_errors, resume=resume)
+            report = run_async(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
                 program_spec, options, spec_path=str(spec), state=state, on_start=on_start,
                 on_progress=on_progress)))
             if not quiet:
@@ -178,7 +200,6 @@ def score_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Re-score existing predictions with the spec's rewards and metrics (no program model calls)."""
-    import asyncio
 
     from rewardctl.console import DataChannel, print_summary, stderr_console
     from rewardctl.scorefile import ScoreOptions, score_predictions
@@ -191,7 +212,7 @@ def score_command(
             options = ScoreOptions(predictions=predictions, out_dir=str(out) if out else None,
                                    limit=limit, skip_invalid=skip_invalid, fail_under=fail_under,
                                    use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
-            report = asyncio.run(_with_progress(console, quiet, lambda on_start, on_progress: score_predictions(
+            report = run_async(_with_progress(console, quiet, lambda on_start, on_progress: score_predictions(
                 program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress),
                 label="score"))
             if not quiet:
@@ -225,7 +246,6 @@ def optimize_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Improve the program's demos and instructions on training data; keep the best."""
-    import asyncio
 
     from rewardctl.console import DataChannel, stderr_console
     from rewardctl.optimize import OptimizeOptions, optimize, render_markdown
@@ -241,7 +261,7 @@ def optimize_command(
                                       reference=str(reference) if reference else None,
                                       use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
             if quiet:
-                report = asyncio.run(optimize(program_spec, options, spec_path=str(spec)))
+                report = run_async(optimize(program_spec, options, spec_path=str(spec)))
             else:
                 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -255,7 +275,7 @@ def optimize_command(
                                    epoch=f"{event['epoch']}/{event['epochs']}",
                                    step=f"{event['step']}/{event['steps']}", best=f"{event['best_val']:.3f}")
 
-                    report = asyncio.run(optimize(program_spec, options, spec_path=str(spec), progress=progress))
+                    report = run_async(optimize(program_spec, options, spec_path=str(spec), progress=progress))
                 console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
                 if report.outputs:
                     console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)
@@ -284,7 +304,6 @@ def inspect_rewards_command(
 ) -> None:
     """Check the spec's rewards before trusting them: distributions, extreme cases, balance,
     normalization, agreement, length bias, reward-hacking probes, preference pairs."""
-    import asyncio
 
     from rewardctl.console import DataChannel, print_inspection, stderr_console
     from rewardctl.errors import InputError
@@ -300,7 +319,7 @@ def inspect_rewards_command(
                                      out_dir=str(out) if out else None,
                                      write_spec=str(write_spec) if write_spec else None, limit=limit, seed=seed,
                                      concurrency=concurrency, use_cache=not no_cache)
-            report = asyncio.run(inspect_rewards(program_spec, options, spec_path=str(spec)))
+            report = run_async(inspect_rewards(program_spec, options, spec_path=str(spec)))
             if not quiet:
                 print_inspection(stderr_console(), report)
             if json_out:

@@ -9,6 +9,7 @@ appears in predictions.jsonl, failed ones with their error.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
-from rewardctl.errors import RunError
+from rewardctl.errors import InputError, RunError
 from rewardctl.io import JsonlWriter
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
@@ -43,6 +44,62 @@ class EvalOptions:
     skip_invalid: bool = False
     fail_under: float | None = None
     repeat: int = 1  # samples per row (pass@k); each is a separate prediction line
+    max_errors: str | None = None  # "N" failed rows, or "P%" of the rows; past it the run stops
+    resume: bool = False  # finish an interrupted run in out_dir
+
+
+def _over_budget(budget: tuple[str, float], failures: int, rows: int, total: int | None) -> bool:
+    kind, limit = budget
+    if kind == "count":
+        return failures > limit
+    if total:  # a share of the whole dataset, when its size is known
+        return failures > limit * total
+    return rows >= 20 and failures / rows > limit
+
+
+def parse_error_budget(value: str | None) -> tuple[str, float] | None:
+    """'25' -> ('count', 25); '10%' -> ('share', 0.10)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1]) / 100
+            if not 0 <= share <= 1:
+                raise ValueError
+            return ("share", share)
+        count = int(text)
+        if count < 0:
+            raise ValueError
+        return ("count", float(count))
+    except ValueError:
+        raise InputError("expected a number of rows (25) or a percentage (10%)", field="--max-errors") from None
+
+
+def load_partial(out_dir: Path, repeat: int) -> list[dict[str, Any]]:
+    """The finished lines of an interrupted run's predictions.jsonl.partial. A last line cut short
+    (kill -9 mid-write) is dropped, and so is an incomplete group of --repeat samples; the file is
+    truncated to what is kept, so new lines append cleanly."""
+    partial = out_dir / "predictions.jsonl.partial"
+    if not partial.exists():
+        if (out_dir / "predictions.jsonl").exists():
+            raise InputError("this run already finished; nothing to resume", path=str(out_dir))
+        raise InputError("nothing to resume: no predictions.jsonl.partial", path=str(out_dir))
+    data = partial.read_bytes()
+    lines = data.split(b"\n")
+    complete = lines[:-1]  # whatever follows the last newline is a torn line
+    records, size = [], 0
+    for number, raw in enumerate(complete, start=1):
+        try:
+            records.append(json.loads(raw))
+        except ValueError:
+            raise InputError("an unreadable line in the middle of the file", path=str(partial), line=number) from None
+        size += len(raw) + 1
+    keep = len(records) - len(records) % repeat
+    size -= sum(len(raw) + 1 for raw in complete[keep:])
+    with open(partial, "r+b") as handle:
+        handle.truncate(size)
+    return records[:keep]
 
 
 ProgressCallback = Callable[[int, int | None, RunStats], None]
@@ -111,28 +168,43 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     if repeat > 1 and spec.model.temperature == 0:
         warnings.append("--repeat with temperature 0: greedy samples of a row are identical")
     out_dir = Path(options.out_dir) if options.out_dir else None
-    writer = JsonlWriter(out_dir / "predictions.jsonl") if out_dir else None
+    budget = parse_error_budget(options.max_errors)
+    done: list[dict[str, Any]] = []
+    if options.resume:
+        if out_dir is None:
+            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
+        done = load_partial(out_dir, repeat)
+    writer = JsonlWriter(out_dir / "predictions.jsonl", append=options.resume) if out_dir else None
     concurrency = max(1, options.concurrency)
     window = asyncio.Semaphore(concurrency * 4)  # rows read but not yet written
     in_flight = asyncio.Semaphore(concurrency)
-    pending: deque[tuple[Row, int, asyncio.Task]] = deque()
+    pending: deque[tuple[Row, int, asyncio.Task, bool]] = deque()
     arrived = asyncio.Event()
     producing_done = False
-    fatal: list[str] = []
+    stopped: list[str] = []  # why the run stopped calling the model (a fatal error, the error budget)
+    failures = 0  # rows whose prediction failed (not counting rows not run)
 
     async def predict(row: Row, sample: int) -> Prediction:
         async with in_flight:
-            if fatal:
-                return Prediction(None, error=f"not run: {fatal[0]}")
+            if stopped:
+                return Prediction(None, error=f"not run: {stopped[0]}")
             overrides = None
             if repeat > 1:  # distinct, reproducible seeds per sample
                 base = spec.model.seed if spec.model.seed is not None else 0
                 overrides = {"seed": base + sample}
             pred = await program.predict(row.inputs, client, use_cache=options.use_cache,
                                          overrides=overrides, sample=sample)
-            if pred.fatal and not fatal:
-                fatal.append(pred.error or "provider error")
+            if pred.fatal and not stopped:
+                stopped.append(pred.error or "provider error")
             return pred
+
+    async def restored(record: dict[str, Any]) -> Prediction:
+        ok = record.get("status") == "ok"
+        tokens = record.get("tokens") or {}
+        return Prediction(record.get("y_pred") if ok else None, error=None if ok else record.get("error"),
+                          latency_s=record.get("latency_s") or 0.0, prompt_tokens=tokens.get("prompt", 0),
+                          completion_tokens=tokens.get("completion", 0), calls=record.get("calls", 0),
+                          cached=bool(record.get("cached")))
 
     async def produce() -> None:
         nonlocal producing_done
@@ -142,23 +214,34 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                                  required_outputs=required, stats=read_stats):
                 for sample in range(repeat):
                     await window.acquire()
-                    pending.append((row, sample, asyncio.create_task(predict(row, sample))))
+                    position = row.index * repeat + sample
+                    if position < len(done):  # finished before the interruption: no model call
+                        record = done[position]
+                        if record.get("index") != row.index or record.get("inputs") != row.inputs:
+                            raise InputError("the interrupted run's predictions do not match this dataset "
+                                             f"(row {row.index})", path=str(writer.partial) if writer else None)
+                        pending.append((row, sample, asyncio.create_task(restored(record)), True))
+                    else:
+                        pending.append((row, sample, asyncio.create_task(predict(row, sample)), False))
                     arrived.set()
-                if fatal:
-                    break
         finally:
             producing_done = True
             arrived.set()
 
-    async def flush(batch: list[tuple[Row, int, Prediction]]) -> None:
+    async def flush(batch: list[tuple[Row, int, Prediction, bool]]) -> None:
+        nonlocal failures
         if not batch:
             return
-        scores = await scorer.score([r.y_true or {} for r, _, _ in batch],
-                                    [p.y_pred if p.ok else None for _, _, p in batch],
-                                    [r.inputs for r, _, _ in batch])
-        for (row, sample, pred), row_scores in zip(batch, scores, strict=True):
-            if writer is not None:
+        scores = await scorer.score([r.y_true or {} for r, _, _, _ in batch],
+                                    [p.y_pred if p.ok else None for _, _, p, _ in batch],
+                                    [r.inputs for r, _, _, _ in batch])
+        for (row, sample, pred, was_done), row_scores in zip(batch, scores, strict=True):
+            if writer is not None and not was_done:
                 writer.write(prediction_record(row, pred, row_scores, sample if repeat > 1 else None))
+            if not pred.ok and not (pred.error or "").startswith("not run:"):
+                failures += 1
+                if budget is not None and not stopped and _over_budget(budget, failures, stats.rows + 1, total):
+                    stopped.append(f"error budget exceeded ({failures} failed rows; --max-errors {options.max_errors})")
             stats.add(row_scores, y_true=row.y_true or {}, y_pred=pred.y_pred, inputs=row.inputs,
                       ok=pred.ok, error=pred.error, index=row.index, line=row.line,
                       latency_s=pred.latency_s, cached=pred.cached,
@@ -171,7 +254,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         batch.clear()
 
     async def consume() -> None:
-        batch: list[tuple[Row, int, Prediction]] = []
+        batch: list[tuple[Row, int, Prediction, bool]] = []
         last_flush = time.perf_counter()
         while True:
             while not pending:
@@ -181,8 +264,8 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                     return
                 arrived.clear()
                 await arrived.wait()
-            row, sample, task = pending.popleft()
-            batch.append((row, sample, await task))
+            row, sample, task, was_done = pending.popleft()
+            batch.append((row, sample, await task, was_done))
             # Score in batches (embedding and reward-model rewards batch), but do not sit on
             # finished rows while the next one is still generating.
             waiting = not pending or not pending[0][2].done()
@@ -195,29 +278,31 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         await asyncio.gather(producer, consume())
     except BaseException as exc:
         producer.cancel()
-        for _, _, task in pending:
+        for _, _, task, _ in pending:
             task.cancel()
         if writer is not None:
             writer.close()
         if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
-            kept = f"; {writer.lines} finished rows are in {writer.partial}" if writer is not None else ""
+            kept = (f"; {writer.lines} finished rows are in {writer.partial}: continue with the same "
+                    "command and --resume") if writer is not None else ""
             raise RunError(f"interrupted after {stats.rows} rows{kept}") from None
         raise
     finally:
         if cache is not None:
             cache.close()
 
-    if fatal:
-        if writer is not None:
-            writer.close()
-        raise RunError(f"stopped: {fatal[0]}")
+    if stopped:
+        warnings.append(f"stopped calling the model: {stopped[0]}; the rows after it are recorded as not run")
+    if done:
+        warnings.append(f"resumed: {len(done)} finished rows were kept from the interrupted run")
     outputs: dict[str, str] = {}
     if writer is not None and out_dir is not None:
         writer.commit()
         outputs = {"predictions": str(out_dir / "predictions.jsonl"),
                    "report": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")}
     usage = Usage(requests=client.requests, cached_rows=stats.cached_rows,
-                  prompt_tokens=client.prompt_tokens, completion_tokens=client.completion_tokens)
+                  prompt_tokens=client.prompt_tokens, completion_tokens=client.completion_tokens,
+                  retries=client.retried, faults=client.faults, resumed_rows=len(done))
     report = build_report(kind="eval", spec=spec, spec_path=spec_path, data_path=options.data,
                           stats=stats, read_stats=read_stats, scorer=scorer,
                           wall=time.perf_counter() - started, limit=options.limit,
@@ -225,6 +310,9 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                           warnings=warnings)
     if out_dir is not None:
         write_outputs(out_dir, report)
+    if stopped:
+        where = " (every row is in predictions.jsonl)" if out_dir is not None else ""
+        raise RunError(f"stopped: {stopped[0]}{where}")
     if stats.rows and stats.errors == stats.rows:
         first = stats.error_rows[0]["error"] if stats.error_rows else "unknown error"
         raise RunError(f"every row failed ({stats.rows}); first error: {first}")

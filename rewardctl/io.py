@@ -63,12 +63,15 @@ class JsonlWriter:
     """Appends JSON lines to ``<path>.partial``, flushed per batch; ``commit()`` renames it to
     ``path``. An interrupted run leaves whole lines in the .partial file and ``path`` untouched."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
-        self._handle: IO[bytes] | None = open(self.partial, "wb")  # noqa: SIM115 (lives across calls; closed by commit/close)
         self.lines = 0
+        if append and self.partial.exists():
+            with open(self.partial, "rb") as existing:
+                self.lines = sum(1 for _ in existing)
+        self._handle: IO[bytes] | None = open(self.partial, "ab" if append else "wb")  # noqa: SIM115 (lives across calls; closed by commit/close)
 
     def write(self, obj: Any) -> None:
         assert self._handle is not None

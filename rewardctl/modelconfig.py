@@ -40,6 +40,12 @@ class ModelConfig(BaseModel):
         "object constrained by the output schema (chat models); 'auto': fields for local/ models, "
         "json otherwise.",
     )
+    retries: int = Field(
+        4, ge=0, le=20,
+        description="Further attempts after a transient provider failure (timeout, 429, 5xx, dropped "
+        "connection, unreadable reply), with exponential backoff and jitter, honoring Retry-After.")
+    backoff_base: float = Field(0.5, gt=0, description="Seconds before the first retry (doubled each time, jittered).")
+    backoff_max: float = Field(30.0, gt=0, description="Longest wait between attempts, Retry-After included.")
     max_parse_retries: int = Field(
         2, ge=0, le=10,
         description="Further attempts when a reply does not parse into the outputs (the local "

@@ -56,6 +56,9 @@ class Usage(BaseModel):
     cached_rows: int = Field(description="Rows answered entirely from the response cache.")
     prompt_tokens: int
     completion_tokens: int
+    retries: int = Field(0, description="Requests repeated after a transient provider failure.")
+    faults: dict[str, int] = Field(default_factory=dict, description="Transient failures seen, by kind.")
+    resumed_rows: int = Field(0, description="Rows kept from an interrupted run (--resume).")
 
 
 class SpecInfo(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,48 @@ class ProviderError(Exception):
 
 
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
+# Transient: timeouts, rate limits, server errors, dropped connections and unreadable replies
+# (litellm reports the last three as 500s).
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_RETRYABLE_NAMES = ("Timeout", "APIConnectionError", "RateLimitError", "InternalServerError",
+                    "ServiceUnavailableError", "BadGatewayError", "APIError")
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from a Retry-After header (litellm keeps response headers on its exceptions)."""
+    import email.utils
+
+    for headers in (getattr(exc, "litellm_response_headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if not headers:
+            continue
+        value = dict(headers).get("retry-after") or dict(headers).get("Retry-After")
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(str(value))
+            if when is not None:
+                return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _fault_kind(exc: BaseException) -> str:
+    status = _status(exc)
+    name = type(exc).__name__
+    if name == "Timeout" or status == 408:
+        return "timeout"
+    if status == 429:
+        return "rate_limit"
+    if name == "APIConnectionError":
+        return "connection"
+    return f"http_{status}" if status else name
 
 
 def _wants_schema(params: dict[str, Any]) -> bool:
@@ -48,6 +92,9 @@ class LMClient:
         self.completion_tokens = 0
         self._api_key = self._read_api_key()
         self._supports_schema: bool | None = None
+        self.retried = 0  # attempts repeated after a transient failure
+        self._jitter = random.Random(0)  # spreads retries; it never changes a result
+        self.faults: dict[str, int] = {}  # transient failures seen, by kind
 
     def _read_api_key(self) -> str | None:
         name = self.config.api_key_env
@@ -114,6 +161,17 @@ class LMClient:
                                  "prompt_tokens": completion.prompt_tokens,
                                  "completion_tokens": completion.completion_tokens})
         return completion
+
+    def _scrub(self, text: str) -> str:
+        """Keys never reach a message (providers sometimes echo the Authorization header)."""
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full jitter (uniform up to base * 2^attempt, capped), or the server's Retry-After."""
+        if retry_after is not None:
+            return min(retry_after, self.config.backoff_max)
+        ceiling = min(self.config.backoff_max, self.config.backoff_base * 2**attempt)
+        return self._jitter.uniform(0, ceiling)
 
     def supports_response_schema(self, litellm: Any) -> bool:
         if self._supports_schema is None:
@@ -213,22 +271,32 @@ class LMClient:
                 kwargs.pop("response_format")
         if self._api_key is not None:
             kwargs["api_key"] = self._api_key
-        try:
-            response = await litellm.acompletion(
-                model=self.config.name, messages=request.messages, timeout=self.config.timeout,
-                num_retries=0, **kwargs,
-            )
-        except RunError:
-            raise
-        except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
-            name = type(exc).__name__
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, RunError):
-                raise cause from None
-            message = one_line(f"{name}: {exc}", 400)
-            if self._api_key:
-                message = message.replace(self._api_key, "***")
-            raise ProviderError(message, fatal=name in _FATAL) from None
+        attempts = self.config.retries + 1
+        for attempt in range(attempts):
+            try:
+                response = await litellm.acompletion(
+                    model=self.config.name, messages=request.messages, timeout=self.config.timeout,
+                    num_retries=0, **kwargs,
+                )
+                break
+            except RunError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
+                name = type(exc).__name__
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, RunError):
+                    raise cause from None
+                fatal = name in _FATAL
+                retryable = not fatal and (_status(exc) in _RETRYABLE_STATUS or name in _RETRYABLE_NAMES)
+                if retryable:
+                    kind = _fault_kind(exc)
+                    self.faults[kind] = self.faults.get(kind, 0) + 1
+                if not retryable or attempt + 1 == attempts:
+                    tries = f" (after {attempt + 1} attempts)" if attempt else ""
+                    message = self._scrub(one_line(f"{name}: {exc}", 400)) + tries
+                    raise ProviderError(message, fatal=fatal) from None
+                self.retried += 1
+                await asyncio.sleep(self._backoff(attempt, _retry_after(exc)))
         latency = time.perf_counter() - started
         choice = response.choices[0]
         text = choice.message.content or ""

@@ -1,0 +1,130 @@
+"""An OpenAI-compatible chat-completions server on 127.0.0.1 that injects faults at chosen rates.
+
+Faults (per request, drawn from a seeded generator): "timeout" (answers after `slow_s`), "429"
+(with Retry-After), "500", "503", "reset" (the connection is dropped without a reply), "malformed"
+(a 200 whose body is not JSON), "truncated" (a 200 whose JSON body is cut short). Other requests
+get a normal reply from `answer(messages)`. It is a real HTTP server: litellm talks to it over
+sockets exactly as it talks to vLLM or any OpenAI-compatible endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = ("timeout", "429", "500", "503", "reset", "malformed", "truncated")
+
+
+class FaultServer:
+    def __init__(self, answer: Callable[[list[dict[str, Any]]], str], rates: dict[str, float] | None = None,
+                 seed: int = 0, slow_s: float = 3.0, retry_after: float = 0.2,
+                 require_key: str | None = None):
+        self.answer = answer
+        self.rates = dict(rates or {})
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.slow_s = slow_s
+        self.retry_after = retry_after
+        self.require_key = require_key
+        self.injected: Counter[str] = Counter()
+        self.served = 0
+        self.seen_auth: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+                      length: int | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body) if length is None else length))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+
+            def do_POST(self) -> None:
+                # The client may give up first (a timeout fault): then there is nothing to answer.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._post()
+
+            def _post(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                auth = self.headers.get("Authorization", "")
+                with server.lock:
+                    server.seen_auth.append(auth)
+                    fault = server.draw()
+                if server.require_key is not None and auth != f"Bearer {server.require_key}":
+                    self._send(401, json.dumps({"error": {"message": f"bad key {auth}", "type": "auth"}}).encode())
+                    return
+                if fault == "timeout":
+                    time.sleep(server.slow_s)
+                elif fault == "429":
+                    self._send(429, json.dumps({"error": {"message": "slow down", "type": "rate_limit"}}).encode(),
+                               {"Retry-After": f"{server.retry_after:g}"})
+                    return
+                elif fault in ("500", "503"):
+                    self._send(int(fault), json.dumps({"error": {"message": "server trouble"}}).encode())
+                    return
+                elif fault == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                elif fault == "malformed":
+                    self._send(200, b"{this is not json")
+                    return
+                reply = {
+                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model", "x"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": server.answer(body.get("messages", []))}}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+                }
+                payload = json.dumps(reply).encode()
+                if fault == "truncated":
+                    self._send(200, payload[: len(payload) // 2])
+                    return
+                with server.lock:
+                    server.served += 1
+                self._send(200, payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def draw(self) -> str | None:
+        u = self.rng.random()
+        for fault in FAULTS:
+            rate = self.rates.get(fault, 0.0)
+            if u < rate:
+                self.injected[fault] += 1
+                return fault
+            u -= rate
+        return None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
