@@ -183,6 +183,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     producing_done = False
     stopped: list[str] = []  # why the run stopped calling the model (a fatal error, the error budget)
     failures = 0  # rows whose prediction failed (not counting rows not run)
+    predicted = 0  # predictions that called the model
 
     async def predict(row: Row, sample: int) -> Prediction:
         async with in_flight:
@@ -196,6 +197,15 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                                          overrides=overrides, sample=sample)
             if pred.fatal and not stopped:
                 stopped.append(pred.error or "provider error")
+            # The budget is counted as predictions finish, not as rows are written, so that no
+            # further call starts once it is spent.
+            nonlocal failures, predicted
+            predicted += 1
+            if not pred.ok:
+                failures += 1
+                if budget is not None and not stopped and _over_budget(budget, failures, predicted, total):
+                    stopped.append(f"error budget exceeded ({failures} failed rows; "
+                                   f"--max-errors {options.max_errors})")
             return pred
 
     async def restored(record: dict[str, Any]) -> Prediction:
@@ -229,7 +239,6 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
             arrived.set()
 
     async def flush(batch: list[tuple[Row, int, Prediction, bool]]) -> None:
-        nonlocal failures
         if not batch:
             return
         scores = await scorer.score([r.y_true or {} for r, _, _, _ in batch],
@@ -238,10 +247,6 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         for (row, sample, pred, was_done), row_scores in zip(batch, scores, strict=True):
             if writer is not None and not was_done:
                 writer.write(prediction_record(row, pred, row_scores, sample if repeat > 1 else None))
-            if not pred.ok and not (pred.error or "").startswith("not run:"):
-                failures += 1
-                if budget is not None and not stopped and _over_budget(budget, failures, stats.rows + 1, total):
-                    stopped.append(f"error budget exceeded ({failures} failed rows; --max-errors {options.max_errors})")
             stats.add(row_scores, y_true=row.y_true or {}, y_pred=pred.y_pred, inputs=row.inputs,
                       ok=pred.ok, error=pred.error, index=row.index, line=row.line,
                       latency_s=pred.latency_s, cached=pred.cached,

@@ -27,7 +27,8 @@ FAULTS = ("timeout", "429", "500", "503", "reset", "malformed", "truncated")
 class FaultServer:
     def __init__(self, answer: Callable[[list[dict[str, Any]]], str], rates: dict[str, float] | None = None,
                  seed: int = 0, slow_s: float = 3.0, retry_after: float = 0.2,
-                 require_key: str | None = None):
+                 require_key: str | None = None, script: list[str | None] | None = None,
+                 delay_s: float = 0.0):
         self.answer = answer
         self.rates = dict(rates or {})
         self.rng = random.Random(seed)
@@ -35,8 +36,11 @@ class FaultServer:
         self.slow_s = slow_s
         self.retry_after = retry_after
         self.require_key = require_key
+        self.script = list(script or [])  # faults for the first requests, in order (None: answer)
+        self.delay_s = delay_s  # every answer takes this long (for interruption tests)
         self.injected: Counter[str] = Counter()
         self.served = 0
+        self.log: list[tuple[float, str | None, str]] = []  # (time, fault, last message) per request
         self.seen_auth: list[str] = []
         server = self
 
@@ -69,6 +73,10 @@ class FaultServer:
                 with server.lock:
                     server.seen_auth.append(auth)
                     fault = server.draw()
+                    messages = body.get("messages") or [{}]
+                    server.log.append((time.monotonic(), fault, str(messages[-1].get("content", ""))))
+                if server.delay_s:
+                    time.sleep(server.delay_s)
                 if server.require_key is not None and auth != f"Bearer {server.require_key}":
                     self._send(401, json.dumps({"error": {"message": f"bad key {auth}", "type": "auth"}}).encode())
                     return
@@ -108,6 +116,11 @@ class FaultServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def draw(self) -> str | None:
+        if self.script:
+            fault = self.script.pop(0)
+            if fault is not None:
+                self.injected[fault] += 1
+            return fault
         u = self.rng.random()
         for fault in FAULTS:
             rate = self.rates.get(fault, 0.0)

@@ -99,6 +99,11 @@ class LMClient:
     def _read_api_key(self) -> str | None:
         name = self.config.api_key_env
         if not name:
+            if (self.config.api_base and self.config.name.startswith("openai/")
+                    and not os.environ.get("OPENAI_API_KEY")):
+                # A self-hosted OpenAI-compatible server (vLLM, TGI, llama.cpp) started without
+                # --api-key accepts any key, but the OpenAI client refuses to send none.
+                return "EMPTY"
             return None
         value = os.environ.get(name)
         if not value:
@@ -164,7 +169,8 @@ class LMClient:
 
     def _scrub(self, text: str) -> str:
         """Keys never reach a message (providers sometimes echo the Authorization header)."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+        secret = self._api_key if self._api_key != "EMPTY" else None
+        return text.replace(secret, "***") if secret else text
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full jitter (uniform up to base * 2^attempt, capped), or the server's Retry-After."""
@@ -286,7 +292,8 @@ class LMClient:
                 cause = exc.__cause__ or exc.__context__
                 if isinstance(cause, RunError):
                     raise cause from None
-                fatal = name in _FATAL
+                # litellm reports a missing key as a 500; no retry will supply one.
+                fatal = name in _FATAL or "Missing credentials" in str(exc)
                 retryable = not fatal and (_status(exc) in _RETRYABLE_STATUS or name in _RETRYABLE_NAMES)
                 if retryable:
                     kind = _fault_kind(exc)
