@@ -99,13 +99,16 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 
 @app.command()
 def validate(spec: SpecArg, json_out: JsonOpt = False) -> None:
-    """Check a spec: YAML, keys, types, demos, masks. Errors name the file, line and field."""
+    """Check a spec: YAML, keys, types, demos, masks, and that every reward and metric can be built
+    (python functions, reward models, schemas). Errors name the file, line and field."""
     from rewardctl.console import DataChannel, stderr_console
+    from rewardctl.scoring import Scorer
     from rewardctl.spec import load_spec
 
     def body() -> None:
         with DataChannel() as data:
             program = load_spec(spec)
+            Scorer.from_spec(program, spec_path=str(spec), use_cache=False)
             rewards = [r.display_name for r in program.reward_configs()]
             info = {"valid": True, "path": str(spec), "name": program.name, "model": program.model.name,
                     "inputs": list(program.inputs), "outputs": list(program.outputs),
@@ -260,7 +263,7 @@ def optimize_command(
                                       seed=seed, zero_shot=zero_shot, resume=resume, concurrency=concurrency,
                                       reference=str(reference) if reference else None,
                                       use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
-            if quiet:
+            if quiet or not console.is_terminal:  # a live bar only where someone watches it
                 report = run_async(optimize(program_spec, options, spec_path=str(spec)))
             else:
                 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -276,6 +279,7 @@ def optimize_command(
                                    step=f"{event['step']}/{event['steps']}", best=f"{event['best_val']:.3f}")
 
                     report = run_async(optimize(program_spec, options, spec_path=str(spec), progress=progress))
+            if not quiet:
                 console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
                 if report.outputs:
                     console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)
@@ -376,7 +380,7 @@ def train_reward_command(
                                base_model=str(base_model) if base_model else None, centering=centering,
                                learning_rate=learning_rate, batch_size=batch_size, split_by=split_by)
         with DataChannel() as channel:
-            if quiet:
+            if quiet or not console.is_terminal:
                 result = train_reward_model(options)
             else:
                 from rich.progress import (
@@ -398,6 +402,7 @@ def train_reward_command(
                                    acc="-" if acc is None else f"{acc:.3f}")
 
                     result = train_reward_model(options, progress)
+            if not quiet:
                 val = "-" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
                 console.print(f"trained {result.kind} on {result.train_pairs} pairs ({result.val_pairs} held out) "
                               f"in {result.seconds:.1f} s: held-out pairwise accuracy {val}, "
@@ -411,7 +416,7 @@ def train_reward_command(
 
 async def _with_progress(console, quiet: bool, start, label: str = "eval"):
     """Run ``start(on_start, on_progress)`` under a rich progress bar on stderr."""
-    if quiet:
+    if quiet or not console.is_terminal:  # in a pipe or CI log a live bar is only noise
         return await start(None, None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

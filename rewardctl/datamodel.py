@@ -22,7 +22,7 @@ FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class FieldSpec(BaseModel):
     """One field of a data model. Shorthand: ``answer: string`` means ``{type: string}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: FieldType = Field("string", description="The field's type.")
     description: str | None = Field(None, description="What the field holds; shown to the model.")

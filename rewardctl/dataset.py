@@ -46,11 +46,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # JSON allows it, but one of the values would be silently lost
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key '{key}'")
+            seen.add(key)
+    return obj
+
+
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def parse_json_line(data: bytes | str) -> Any:
-    """Parse one JSON value; NaN and Infinity are refused (not JSON, and they poison every mean).
+    """Parse one JSON value; NaN and Infinity are refused (not JSON, and they poison every mean),
+    and so are duplicated keys.
 
     The stdlib's C decoder, built once (json.loads with options builds one per call). Not
     orjson: it reads integers beyond 64 bits as floats, silently changing the user's data.
@@ -71,6 +83,7 @@ def iter_json_objects(path: str, *, skip_invalid: bool = False,
     stream = open_binary(path)
     try:
         line_no = 0
+        yielded = 0
         while True:
             raw = stream.readline(MAX_LINE_BYTES + 1)
             if not raw:
@@ -90,7 +103,7 @@ def iter_json_objects(path: str, *, skip_invalid: bool = False,
             if not raw.strip():
                 continue
             try:
-                obj = parse_json_line(raw)
+                obj = parse_json_line(raw.rstrip(b"\r\n"))
                 if not isinstance(obj, dict):
                     raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
             except UnicodeDecodeError:
@@ -100,12 +113,18 @@ def iter_json_objects(path: str, *, skip_invalid: bool = False,
                 stats.skip(f"{label}:{line_no}: {problem}")
                 continue
             except (ValueError, RecursionError) as exc:
-                problem = f"invalid JSON: {one_line(exc, 200)}"
+                why = "nested too deeply" if isinstance(exc, RecursionError) else one_line(exc, 200)
+                problem = f"invalid JSON: {why}"
                 if not skip_invalid:
                     raise InputError(problem, path=label, line=line_no) from None
                 stats.skip(f"{label}:{line_no}: {problem}")
                 continue
+            yielded += 1
             yield line_no, obj
+        if not yielded:  # reached the end: nothing to evaluate is a mistake, not a 0-row report
+            why = (f"every line was invalid ({stats.skipped} skipped)" if stats.skipped
+                   else "the file holds no JSON lines" if line_no else "the file is empty")
+            raise InputError(why, path=label)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -14,7 +14,7 @@ _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", r
 class ModelConfig(BaseModel):
     """The language model: a litellm model string and its sampling parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
         LOCAL_DEFAULT_MODEL,

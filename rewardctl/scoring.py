@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardctl.errors import InputError
 from rewardctl.metrics import MetricConfig, RunMetric, build_metric
 from rewardctl.metrics.stats import describe
 from rewardctl.rewards import Reward, RewardConfig, RewardContext, build_reward
@@ -34,19 +35,30 @@ def weighted_total(values: Sequence[float | None], weights: Sequence[float]) -> 
     return num / den if den > 0 else None
 
 
+def _built(build: Any, config: Any, context: RewardContext, section: str) -> Any:
+    """``build(config, context)``; an InputError records which spec entry it came from."""
+    try:
+        return build(config, context)
+    except InputError as exc:
+        if getattr(exc, "built", None) is None:
+            name = config.get("name") or config.get("type") if isinstance(config, dict) else config.display_name
+            exc.built = (section, name)
+        raise
+
+
 class Scorer:
     def __init__(self, reward_configs: Sequence[Any], metric_configs: Sequence[Any] = (),
                  context: RewardContext | None = None):
         self.context = context or RewardContext()
-        self.rewards: list[Reward] = [build_reward(c, self.context) for c in reward_configs]
+        self.rewards: list[Reward] = [_built(build_reward, c, self.context, "rewards") for c in reward_configs]
         self.metrics: list[Reward] = []
         self.run_metrics: list[RunMetric] = []
         self.metric_order: list[str] = []
         for config in metric_configs:
             if isinstance(config, MetricConfig):
-                self.run_metrics.append(build_metric(config, self.context))
+                self.run_metrics.append(_built(build_metric, config, self.context, "metrics"))
             elif isinstance(config, (RewardConfig, dict)):
-                self.metrics.append(build_reward(config, self.context))
+                self.metrics.append(_built(build_reward, config, self.context, "metrics"))
             self.metric_order.append(config.display_name if not isinstance(config, dict)
                                      else config.get("name") or config["type"])
         self.weights = [r.weight for r in self.rewards]
@@ -59,7 +71,13 @@ class Scorer:
         base_dir = Path(spec_path).resolve().parent if spec_path else Path.cwd()
         context = RewardContext(base_dir=base_dir, cache_dir=cache_dir, use_cache=use_cache,
                                 default_model=spec.model, outputs_schema=json_schema(spec.outputs))
-        return cls(spec.reward_configs(), spec.metrics, context)
+        try:
+            return cls(spec.reward_configs(), spec.metrics, context)
+        except InputError as exc:
+            where = getattr(exc, "built", None)
+            if where is None or not hasattr(spec, "locate"):
+                raise
+            raise spec.locate(exc, *where) from None
 
     def required_outputs(self, outputs: Any) -> dict[str, str]:
         """Output fields the ground truth must hold: field -> the first score that reads it."""

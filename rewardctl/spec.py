@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from rewardctl import metrics as metrics_pkg
 from rewardctl import rewards as rewards_pkg
@@ -32,7 +32,7 @@ __all__ = ["LOCAL_DEFAULT_MODEL", "Example", "ModelConfig", "ProgramSpec", "Thre
 class Thresholds(BaseModel):
     """CI gates: `rewardctl eval` exits 1 when one is not met. 0 is a valid threshold."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     reward: float | None = Field(None, description="Least mean total reward.")
     rewards: dict[str, float] = Field(default_factory=dict, description="Least mean, per reward name.")
@@ -58,7 +58,7 @@ MetricEntry = Annotated[
 class ProgramSpec(BaseModel):
     """A program: data models, instructions, demos, the model, and how outputs are scored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     version: Literal[1] = Field(SPEC_VERSION, description="Version of the spec format.")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The program's name.")
@@ -81,12 +81,25 @@ class ProgramSpec(BaseModel):
     optimizer: AnyOptimizerConfig | None = Field(  # type: ignore[valid-type]
         None, description="The optimizer for `rewardctl optimize` and its options.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    # Where the spec was read from, so that later errors (a reward that cannot be built) can
+    # still name the file and line.
+    _source: LocatedData | None = PrivateAttr(default=None)
 
     @field_validator("inputs", "outputs")
     @classmethod
     def _names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
         check_field_names(value)
         return value
+
+    def locate(self, error: InputError, section: str, name: str) -> InputError:
+        """``error`` (from building the score ``name``) located at that entry of the spec file."""
+        source = self._source
+        if source is None or error.path is not None:
+            return error
+        index = next((i for i, entry in enumerate(getattr(self, section, []))
+                      if getattr(entry, "display_name", None) == name or getattr(entry, "name", None) == name), None)
+        line = source.line_of((section, index)) if index is not None else None
+        return InputError(error.detail, path=source.path, line=line, field=error.field)
 
     def reward_configs(self) -> list[Any]:
         if self.rewards:
@@ -135,6 +148,7 @@ def spec_from_data(located: LocatedData) -> ProgramSpec:
     except ValidationError as exc:
         raise _translate(exc, located) from None
     _check_semantics(spec, located)
+    spec._source = located
     return spec
 
 
@@ -182,10 +196,19 @@ def _translate(exc: ValidationError, located: LocatedData) -> InputError:
         loc = loc[:-1] + (key,)
     elif first["type"] == "missing":
         message = "required but missing"
+    elif first["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        message = "expected a mapping (key: value)"
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         kind = "optimizer" if loc[:1] == ("optimizer",) else "reward"
-        message = f"unknown {kind} type: {message}" if first["type"] == "union_tag_invalid" else \
-            "needs a 'type'"
+        if first["type"] == "union_tag_invalid":
+            ctx = first.get("ctx") or {}
+            tag = ctx.get("tag", "?")
+            known = sorted(t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip())
+            close = difflib.get_close_matches(str(tag), known, n=1)
+            message = (f"unknown {kind} type '{tag}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+                       + f"; known: {', '.join(known)}")
+        else:
+            message = "needs a 'type'"
         loc = loc + ("type",)
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
@@ -256,11 +279,13 @@ def _check_entry(entry: Any, loc: tuple[Any, ...], spec: ProgramSpec, fail) -> N
 
 
 def _check_example_part(value: dict[str, Any], model: DataModel, loc: tuple[Any, ...], fail) -> None:
+    extra = [k for k in value if k not in model]
+    if extra:  # first: a misspelt key also makes the real field look missing
+        close = difflib.get_close_matches(str(extra[0]), list(model), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise fail(loc + (extra[0],), f"not a field of the {loc[-1]}s data model{hint}")
     try:
         check_fields(value, model, lax=False)
     except ValueProblem as problem:
         head = problem.path.split(".")[0].split("[")[0]
         raise fail(loc + ((head,) if head else ()), problem.message) from None
-    extra = [k for k in value if k not in model]
-    if extra:
-        raise fail(loc + (extra[0],), f"not a field of the {loc[-1]}s data model")

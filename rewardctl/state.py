@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 class Example(BaseModel):
     """A few-shot demonstration: an input and the output the program should give."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     input: dict[str, Any]
     output: dict[str, Any]

@@ -50,6 +50,9 @@ def load_yaml(text: str, path: str) -> LocatedData:
             raise InputError(f"invalid YAML: {one_line(problem)}", path=path, line=line) from None
         except yaml.YAMLError as exc:
             raise InputError(f"invalid YAML: {one_line(exc)}", path=path) from None
+        except RecursionError:  # PyYAML composes recursively: thousands of nested levels overflow it
+            line = loader.get_mark().line + 1
+            raise InputError(f"YAML nests deeper than {MAX_DEPTH} levels", path=path, line=line) from None
         if root is None:
             raise InputError("the file is empty", path=path)
         builder = _Builder(loader, path)
@@ -100,5 +103,7 @@ class _Builder:
     def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:  # the line is already in the message's location
+            raise self._fail(f"invalid value: {one_line(exc.problem or exc.context or exc)}", node) from None
         except yaml.YAMLError as exc:
             raise self._fail(f"invalid value: {one_line(exc)}", node) from None

@@ -76,6 +76,8 @@ def test_example_must_fit_the_data_models(tmp_path):
     message = error_of(tmp_path, MINIMAL_SPEC.replace('output: {answer: "4"}', "output: {answer: 4}"))
     assert ":12: examples[0].output.answer: expected a string, got integer" in message
     message = error_of(tmp_path, MINIMAL_SPEC.replace('output: {answer: "4"}', 'output: {answr: "4"}'))
+    assert "examples[0].output.answr: not a field of the outputs data model (did you mean 'answer'?)" in message
+    message = error_of(tmp_path, MINIMAL_SPEC.replace('output: {answer: "4"}', "output: {}"))
     assert "examples[0].output.answer: missing" in message
 
 

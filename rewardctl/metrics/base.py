@@ -12,7 +12,7 @@ from rewardctl.rewards.base import RewardContext
 
 
 class MetricConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: str
     name: str | None = Field(None, description="Name in reports; defaults to the type. Must be unique.")

@@ -20,7 +20,7 @@ from rewardctl.state import Example, ProgramState
 
 
 class OptimizerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: str
     epochs: int = Field(5, ge=1, description="Passes over the training set.")

@@ -37,7 +37,7 @@ class Normalization(BaseModel):
     (`rewardctl score` fits missing ones on the file it scores); running uses the mean and
     standard deviation of the values seen so far in the run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     method: Literal["none", "minmax", "zscore", "running"] = "none"
     min: float | None = Field(None, description="minmax: the value mapped to 0.")
@@ -78,7 +78,7 @@ def fit_normalization(method: str, values: Sequence[float]) -> Normalization:
 class RewardConfig(BaseModel):
     """Options every reward accepts. Each reward type extends it with its own options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: str = Field(description="The reward type (see `rewardctl schema` for the list).")
     name: str | None = Field(

@@ -83,7 +83,7 @@ def read_pairs(path: str) -> list[Pair]:
     for line_no, obj in iter_json_objects(path):
         for key in ("prompt", "chosen", "rejected"):
             if key not in obj:
-                raise InputError(f"missing '{key}'", path=label, line=line_no, field=key)
+                raise InputError("required but missing", path=label, line=line_no, field=key)
         chosen, rejected = render(obj["chosen"]), render(obj["rejected"])
         if not chosen or not rejected:
             raise InputError("chosen and rejected must not be empty", path=label, line=line_no)
