@@ -108,6 +108,11 @@ class ProgramSpec(BaseModel):
 
         return [ExactMatchConfig()]
 
+    def to_config(self) -> dict[str, Any]:
+        """The spec as plain data that loads back to an equal spec (defaults written out, so
+        that every union keeps its 'type')."""
+        return self.model_dump(mode="json", by_alias=True)
+
     def fingerprint(self) -> str:
         """A stable hash of everything that defines the program (used by checkpoints)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

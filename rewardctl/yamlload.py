@@ -39,7 +39,11 @@ class LocatedData:
 
 
 def load_yaml(text: str, path: str) -> LocatedData:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise InputError(f"invalid YAML: character {exc.character!r} is not allowed", path=path, line=line) from None
     try:
         try:
             root = loader.get_single_node()
