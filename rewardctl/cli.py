@@ -61,6 +61,11 @@ def run_async(coro):
     import asyncio
     import contextlib
     import signal
+    import warnings
+
+    # Cancelling on Ctrl-C or SIGTERM drops coroutines that litellm created but never started;
+    # Python's warning about them says nothing to a user, and would bury the message that does.
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
 
     async def main():
         loop = asyncio.get_running_loop()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 LOCAL_DEFAULT_MODEL = "local/gemma-3-270m"
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.IGNORECASE)
@@ -70,6 +71,24 @@ class ModelConfig(BaseModel):
                     "that variable in model.api_key_env"
                 )
         return value
+
+    # The folder of the spec this came from: a relative local/<path>.gguf resolves against it.
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    def with_base_dir(self, base_dir: Path | None) -> ModelConfig:
+        self._base_dir = base_dir
+        return self
+
+    @property
+    def resolved_name(self) -> str:
+        """The model string to call: a relative ``local/<path>.gguf`` made absolute against the
+        spec's folder (so a spec runs the same from any working directory)."""
+        target = self.name.removeprefix("local/")
+        if self.is_local and target.endswith(".gguf") and self._base_dir is not None:
+            path = Path(target).expanduser()
+            if not path.is_absolute():
+                return "local/" + str(self._base_dir / path)
+        return self.name
 
     @property
     def is_local(self) -> bool:

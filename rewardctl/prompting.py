@@ -53,14 +53,27 @@ class Request:
 
 # --- fields format ---------------------------------------------------------------------------
 
+# Characters that break a line somewhere (str.splitlines, tokenizers, chat templates) but that
+# json.dumps(ensure_ascii=False) leaves as they are.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def json_one_line(value: Any, **options: Any) -> str:
+    """JSON on exactly one line, whatever the value holds: a value (say, a response an LM judge
+    grades) can never start a line of its own in a prompt, so it cannot pose as instructions."""
+    return json.dumps(value, ensure_ascii=False, **options).translate(_LINE_BREAKS)
+
+
 def render_value(value: Any, spec: FieldSpec) -> str:
     if spec.type in ("string", "enum") and isinstance(value, str):
-        if value and "\n" not in value and value == value.strip() and not value.startswith('"'):
+        # Plain when it is one clean line; JSON-quoted when it holds any line break or control
+        # character, or would read back differently.
+        if value and value.isprintable() and value == value.strip() and not value.startswith('"'):
             return value
-        return json.dumps(value, ensure_ascii=False)
+        return json_one_line(value)
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-    return json.dumps(value, ensure_ascii=False)
+        return json_one_line(value, separators=(", ", ": "))
+    return json_one_line(value)
 
 
 def parse_value(text: str, spec: FieldSpec, path: str) -> Any:
@@ -194,9 +207,9 @@ class JsonFormat:
     def request(self, instructions: str | None, demos: list[Demo], inputs: dict[str, Any]) -> Request:
         messages = [{"role": "system", "content": self.system_prompt(instructions)}]
         for demo in demos:
-            messages.append({"role": "user", "content": json.dumps(demo.input, ensure_ascii=False)})
-            messages.append({"role": "assistant", "content": json.dumps(demo.output, ensure_ascii=False)})
-        messages.append({"role": "user", "content": json.dumps(inputs, ensure_ascii=False)})
+            messages.append({"role": "user", "content": json_one_line(demo.input)})
+            messages.append({"role": "assistant", "content": json_one_line(demo.output)})
+        messages.append({"role": "user", "content": json_one_line(inputs)})
         return Request(messages)
 
     def completion_request(self, instructions: str | None, demos: list[Demo],
@@ -204,9 +217,9 @@ class JsonFormat:
         """JSON demos as a raw completion prompt, for base models run with prompt_format json."""
         blocks = [instructions.strip()] if instructions else []
         for demo in demos:
-            blocks.append(f"input: {json.dumps(demo.input, ensure_ascii=False)}\n"
-                          f"output: {json.dumps(demo.output, ensure_ascii=False)}")
-        blocks.append(f"input: {json.dumps(inputs, ensure_ascii=False)}\noutput:")
+            blocks.append(f"input: {json_one_line(demo.input)}\n"
+                          f"output: {json_one_line(demo.output)}")
+        blocks.append(f"input: {json_one_line(inputs)}\noutput:")
         return Request([{"role": "user", "content": "\n\n".join(blocks)}], stop=["\n"], completion=True)
 
     def parse(self, completion: str) -> dict[str, Any]:

@@ -154,6 +154,8 @@ def spec_from_data(located: LocatedData) -> ProgramSpec:
         raise _translate(exc, located) from None
     _check_semantics(spec, located)
     spec._source = located
+    if located.path and located.path != "-":
+        spec.model.with_base_dir(Path(located.path).resolve().parent)
     return spec
 
 

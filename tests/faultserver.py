@@ -28,7 +28,7 @@ class FaultServer:
     def __init__(self, answer: Callable[[list[dict[str, Any]]], str], rates: dict[str, float] | None = None,
                  seed: int = 0, slow_s: float = 3.0, retry_after: float = 0.2,
                  require_key: str | None = None, script: list[str | None] | None = None,
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, echo_auth: bool = False):
         self.answer = answer
         self.rates = dict(rates or {})
         self.rng = random.Random(seed)
@@ -38,10 +38,12 @@ class FaultServer:
         self.require_key = require_key
         self.script = list(script or [])  # faults for the first requests, in order (None: answer)
         self.delay_s = delay_s  # every answer takes this long (for interruption tests)
+        self.echo_auth = echo_auth  # 5xx errors quote the Authorization header, as some proxies do
         self.injected: Counter[str] = Counter()
         self.served = 0
         self.log: list[tuple[float, str | None, str]] = []  # (time, fault, last message) per request
         self.seen_auth: list[str] = []
+        self.prompts: list[str] = []  # every request's whole message list, as JSON
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,6 +77,7 @@ class FaultServer:
                     fault = server.draw()
                     messages = body.get("messages") or [{}]
                     server.log.append((time.monotonic(), fault, str(messages[-1].get("content", ""))))
+                    server.prompts.append(json.dumps(messages, sort_keys=True))
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 if server.require_key is not None and auth != f"Bearer {server.require_key}":
@@ -87,7 +90,8 @@ class FaultServer:
                                {"Retry-After": f"{server.retry_after:g}"})
                     return
                 elif fault in ("500", "503"):
-                    self._send(int(fault), json.dumps({"error": {"message": "server trouble"}}).encode())
+                    said = f"server trouble (request had {auth})" if server.echo_auth else "server trouble"
+                    self._send(int(fault), json.dumps({"error": {"message": said}}).encode())
                     return
                 elif fault == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

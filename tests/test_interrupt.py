@@ -74,6 +74,7 @@ def test_eval_interrupted_then_resumed_redoes_no_row(tmp_path, sig):
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 3, stderr
         assert "interrupted after" in stderr and "--resume" in stderr and "Traceback" not in stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr  # one line, no warnings around it
         assert stdout == ""
         kept = partial.read_text().splitlines()
         assert len(kept) >= 6 and all(json.loads(line)["status"] == "ok" for line in kept)

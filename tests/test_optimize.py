@@ -157,4 +157,4 @@ def test_bad_optimize_input_exit_2(quiz):
     assert result.exit_code == 2 and "optimizer.type: unknown optimizer type" in result.stderr
     empty = write(tmp_path / "empty.jsonl", "")
     result = runner.invoke(app, ["optimize", str(spec), "--train", str(empty)])
-    assert result.exit_code == 2 and "training set is empty" in result.stderr
+    assert result.exit_code == 2 and "empty.jsonl: the file is empty" in result.stderr

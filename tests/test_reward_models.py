@@ -150,7 +150,7 @@ def test_train_reward_fine_tunes_a_local_hf_model(tmp_path, tiny_classifier):
 
 
 @pytest.mark.parametrize("line,message", [
-    ({"prompt": "p", "chosen": "c"}, "rejected: missing 'rejected'"),
+    ({"prompt": "p", "chosen": "c"}, "rejected: required but missing"),
     ({"prompt": "p", "chosen": "c", "rejected": "r", "margin": "big"}, "margin: expected a finite number"),
     ({"prompt": "p", "chosen": "", "rejected": "r"}, "must not be empty"),
 ])

@@ -117,7 +117,7 @@ class LMClient:
         try:
             from rewardctl.lm.local import get_engine
 
-            get_engine(self.config.name.removeprefix("local/")).warm_up()
+            get_engine(self.config.resolved_name.removeprefix("local/")).warm_up()
         except RunError:
             pass
 
@@ -153,7 +153,7 @@ class LMClient:
                              overrides=overrides)
         key = None
         if self.cache is not None and use_cache:
-            key = cache_key({"model": self.config.name, "messages": request.messages,
+            key = cache_key({"model": self.config.resolved_name, "messages": request.messages,
                              "params": params, "sample": sample})
             hit = self.cache.get(key)
             if hit is not None:
@@ -196,7 +196,7 @@ class LMClient:
                                 "does not", fatal=True)
         from rewardctl.lm.local import get_engine
 
-        return get_engine(self.config.name.removeprefix("local/"))
+        return get_engine(self.config.resolved_name.removeprefix("local/"))
 
     async def continuation_logprobs(self, prompt: str, continuation: str) -> list[tuple[str, float]]:
         """(token, log-probability) of each token of ``continuation`` after ``prompt``, by teacher
@@ -281,7 +281,7 @@ class LMClient:
         for attempt in range(attempts):
             try:
                 response = await litellm.acompletion(
-                    model=self.config.name, messages=request.messages, timeout=self.config.timeout,
+                    model=self.config.resolved_name, messages=request.messages, timeout=self.config.timeout,
                     num_retries=0, **kwargs,
                 )
                 break

@@ -14,6 +14,7 @@ spinning thread team per calling thread, and teams left by rotating pool threads
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import threading
@@ -234,6 +235,23 @@ def _schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
 
 _ENGINES: dict[tuple[str, int], LocalEngine] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_engines() -> None:
+    # Free llama.cpp models while the interpreter is whole: left to Llama.__del__ at shutdown,
+    # the free runs after module teardown and prints "TypeError: 'NoneType' object is not callable".
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        llama, engine._llama = engine._llama, None
+        if llama is not None:
+            try:
+                with engine.lock:
+                    llama.close()
+            except Exception:  # noqa: BLE001 - at exit, nothing left to save
+                pass
 
 
 def get_engine(name: str, n_ctx: int = DEFAULT_N_CTX) -> LocalEngine:

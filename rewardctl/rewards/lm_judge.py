@@ -111,6 +111,7 @@ class LMJudge(Reward):
             "name": f"judge_{self.name}", "model": model.model_dump(), "inputs": inputs,
             "outputs": outputs, "instructions": instructions, "examples": examples,
         })
+        self.judge_spec.model.with_base_dir(self.context.base_dir)
         self.program = Program(self.judge_spec)
         cache = None
         if self.context.use_cache:
