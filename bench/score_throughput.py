@@ -23,6 +23,8 @@ import asyncio
 import json
 import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,6 +127,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--distinct", action="store_true", help="every text unique (no cache hits)")
     parser.add_argument("--rewards", default="exact_match,f1_score,cosine_similarity")
+    parser.add_argument("--scale-rows", type=int, default=0,
+                        help="also run `rewardctl score` as its own process on a file of N rows and on "
+                             "one of N/10, and print rows/s and peak RSS of each (memory must stay flat)")
     args = parser.parse_args()
 
     print(f"rows={args.rows} seed={args.seed} distinct={args.distinct}")
@@ -138,6 +143,42 @@ def main() -> None:
             pipeline_rate = len(pairs) / pipeline_run(kind, pairs, Path(tmp))
             print(f"{kind:<18} {plain_rate:>13,.0f} {scorer_rate:>14,.0f} {scorer_rate / plain_rate:>6.2f}x "
                   f"{pipeline_rate:>16,.0f} {pipeline_rate / plain_rate:>6.2f}x", flush=True)
+        if args.scale_rows:
+            scale(args.scale_rows, args.seed, Path(tmp))
+        else:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"peak RSS of this process: {rss:,.0f} MB")
+
+
+def scale(rows: int, seed: int, workdir: Path) -> None:
+    """`rewardctl score` (exact_match and f1_score, report with bootstrap CIs, predictions written)
+    in a child process per size; the child's peak RSS is read from its rusage."""
+    spec = workdir / "scale.yaml"
+    spec.write_text("name: scale\ninputs: {q: string}\noutputs: {answer: string}\nrewards:\n"
+                    "  - {name: em, type: exact_match}\n  - {name: f1, type: f1_score}\n")
+    print("\n`rewardctl score` in its own process (exact_match + f1_score, --out written)")
+    print(f"{'rows':>10} {'wall s':>8} {'rows/s':>9} {'peak RSS MB':>12}")
+    results = []
+    for n in (max(1, rows // 10), rows):
+        path = workdir / f"scale{n}.jsonl"
+        rng = random.Random(seed)
+        with open(path, "w") as handle:
+            for i in range(n):
+                truth = sentence(rng, 4)
+                pred = truth if rng.random() < 0.6 else sentence(rng, 4)
+                handle.write(json.dumps({"index": i, "y_true": {"answer": truth}, "y_pred": {"answer": pred}}) + "\n")
+        script = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+                  "subprocess.run(sys.argv[1:], check=True, stderr=subprocess.DEVNULL); "
+                  "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", script, sys.executable, "-m", "rewardctl", "score",
+                              str(spec), "-p", str(path), "--out", str(workdir / f"scored{n}"), "-q"],
+                             capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+        wall, rss_mb = float(out[0]), int(out[1]) / 1024
+        results.append((n, wall, rss_mb))
+        print(f"{n:>10,} {wall:8.1f} {n / wall:9,.0f} {rss_mb:12,.0f}", flush=True)
+        path.unlink()
+    (small, _, small_rss), (big, _, big_rss) = results
+    print(f"memory {big_rss / small_rss:.2f}x for {big / small:.0f}x the rows (flat is 1.00x; target: under 500 MB)")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,8 @@ def eval_command(
     checkpoint: Annotated[Path | None, typer.Option(help="Evaluate the learned state of an optimize checkpoint (DIR/best.json).")] = None,
     max_errors: Annotated[str | None, typer.Option(help="Error budget: stop calling the model after N failed rows, or P% of the rows (every row is still recorded).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish the interrupted run in --out without redoing its finished rows.")] = False,
+    shard: Annotated[str | None, typer.Option(help="K/N: evaluate only the K-th of N shards (rows dealt round-robin); join the shards with `rewardctl merge`.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="Budget in USD: once spent, no further request starts and the run stops cleanly (every row is still recorded).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -164,11 +166,13 @@ def eval_command(
 
     from rewardctl.console import DataChannel, print_summary, stderr_console
     from rewardctl.evaluate import EvalOptions, evaluate
+    from rewardctl.merge import parse_shard
     from rewardctl.spec import load_spec
 
     def body() -> None:
         console = stderr_console()
         with DataChannel() as channel:
+            shard_of = parse_shard(shard)
             program_spec = load_spec(spec)
             state = None
             if checkpoint is not None:
@@ -179,10 +183,41 @@ def eval_command(
                                   concurrency=concurrency, use_cache=not no_cache,
                                   cache_dir=str(cache_dir) if cache_dir else None,
                                   skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
-                                  max_errors=max_errors, resume=resume)
+                                  max_errors=max_errors, resume=resume, shard=shard_of, max_cost=max_cost)
             report = run_async(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
                 program_spec, options, spec_path=str(spec), state=state, on_start=on_start,
                 on_progress=on_progress)))
+            if not quiet:
+                print_summary(console, report)
+            if json_out:
+                channel.write(report.model_dump_json(indent=2) + "\n")
+        if not report.passed:
+            raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
+
+
+@app.command("merge", epilog=EXIT_CODES_HELP)
+def merge_command(
+    spec: SpecArg,
+    shards: Annotated[list[Path], typer.Argument(help="The --out folders of the shards (eval --shard K/N), in any order.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Write the joined predictions.jsonl, report.json and report.md here.", show_default=False)],
+    fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Join the outputs of a sharded eval into the predictions and report of one run."""
+
+    from rewardctl.console import DataChannel, print_summary, stderr_console
+    from rewardctl.merge import merge_shards
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        console = stderr_console()
+        with DataChannel() as channel:
+            program_spec = load_spec(spec)
+            report = run_async(merge_shards(program_spec, [str(s) for s in shards], str(out),
+                                            spec_path=str(spec), fail_under=fail_under))
             if not quiet:
                 print_summary(console, report)
             if json_out:

@@ -22,6 +22,7 @@ from rewardctl.errors import InputError, RunError
 from rewardctl.io import JsonlWriter
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
+from rewardctl.merge import in_shard
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
 from rewardctl.report import EvalReport, Usage, build_report, write_outputs
@@ -46,6 +47,8 @@ class EvalOptions:
     repeat: int = 1  # samples per row (pass@k); each is a separate prediction line
     max_errors: str | None = None  # "N" failed rows, or "P%" of the rows; past it the run stops
     resume: bool = False  # finish an interrupted run in out_dir
+    shard: tuple[int, int] | None = None  # (K, N): evaluate the K-th of N round-robin shards
+    max_cost: float | None = None  # USD; once spent, no further call starts
 
 
 def _over_budget(budget: tuple[str, float], failures: int, rows: int, total: int | None) -> bool:
@@ -105,7 +108,8 @@ def load_partial(out_dir: Path, repeat: int) -> list[dict[str, Any]]:
 ProgressCallback = Callable[[int, int | None, RunStats], None]
 
 
-def prediction_record(row: Row, pred: Prediction, scores, sample: int | None = None) -> dict[str, Any]:
+def prediction_record(row: Row, pred: Prediction, scores, sample: int | None = None,
+                      priced: bool = True) -> dict[str, Any]:
     record = {
         "index": row.index,
         "line": row.line,
@@ -121,6 +125,7 @@ def prediction_record(row: Row, pred: Prediction, scores, sample: int | None = N
         "error": pred.error,
         "latency_s": round(pred.latency_s, 4),
         "tokens": {"prompt": pred.prompt_tokens, "completion": pred.completion_tokens},
+        "cost_usd": round(pred.cost_usd, 12) if priced else None,
         "cached": pred.cached,
         "calls": pred.calls,
     }
@@ -138,9 +143,9 @@ def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str
         return None
     stats = ReadStats()
     count = 0
-    for _ in read_rows(options.data, spec.inputs, spec.outputs, skip_invalid=options.skip_invalid,
-                       limit=options.limit, required_outputs=required, stats=stats):
-        count += 1
+    for row in read_rows(options.data, spec.inputs, spec.outputs, skip_invalid=options.skip_invalid,
+                         limit=options.limit, required_outputs=required, stats=stats):
+        count += in_shard(row.index, options.shard)
     return count
 
 
@@ -154,13 +159,20 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     scorer.check_ready()
     required = scorer.required_outputs(spec.outputs)
     total = prevalidate(spec, options, required)
-    if total is None:
+    if total is None and options.shard is None:
         total = count_lines(options.data, options.limit)
     if on_start is not None:
         on_start(total)
     program = program or Program(spec, state)
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     client = LMClient(spec.model, cache)
+    if options.max_cost is not None:
+        if options.max_cost < 0:
+            raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
+        if client.prices() is None:
+            raise InputError(f"a budget needs the model's price, and litellm's price map has none for "
+                             f"{spec.model.name}: set model.input_cost_per_token and "
+                             "model.output_cost_per_token", field="--max-cost")
     read_stats = ReadStats()
     stats = RunStats(scorer)
     repeat = max(1, options.repeat)
@@ -185,9 +197,14 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     failures = 0  # rows whose prediction failed (not counting rows not run)
     predicted = 0  # predictions that called the model
 
+    def over_cost() -> bool:
+        if options.max_cost is not None and client.cost_usd >= options.max_cost and not stopped:
+            stopped.append(f"cost budget spent (${client.cost_usd:.4g} of --max-cost ${options.max_cost:g})")
+        return bool(stopped)
+
     async def predict(row: Row, sample: int) -> Prediction:
         async with in_flight:
-            if stopped:
+            if stopped or over_cost():
                 return Prediction(None, error=f"not run: {stopped[0]}")
             overrides = None
             if repeat > 1:  # distinct, reproducible seeds per sample
@@ -201,6 +218,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
             # further call starts once it is spent.
             nonlocal failures, predicted
             predicted += 1
+            over_cost()
             if not pred.ok:
                 failures += 1
                 if budget is not None and not stopped and _over_budget(budget, failures, predicted, total):
@@ -214,17 +232,19 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         return Prediction(record.get("y_pred") if ok else None, error=None if ok else record.get("error"),
                           latency_s=record.get("latency_s") or 0.0, prompt_tokens=tokens.get("prompt", 0),
                           completion_tokens=tokens.get("completion", 0), calls=record.get("calls", 0),
-                          cached=bool(record.get("cached")))
+                          cached=bool(record.get("cached")), cost_usd=record.get("cost_usd") or 0.0)
 
     async def produce() -> None:
         nonlocal producing_done
+        position = 0  # this run's own rows (a shard's), in order; --resume counts in them
         try:
             for row in read_rows(options.data, spec.inputs, spec.outputs,
                                  skip_invalid=options.skip_invalid, limit=options.limit,
                                  required_outputs=required, stats=read_stats):
+                if not in_shard(row.index, options.shard):
+                    continue
                 for sample in range(repeat):
                     await window.acquire()
-                    position = row.index * repeat + sample
                     if position < len(done):  # finished before the interruption: no model call
                         record = done[position]
                         if record.get("index") != row.index or record.get("inputs") != row.inputs:
@@ -233,6 +253,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                         pending.append((row, sample, asyncio.create_task(restored(record)), True))
                     else:
                         pending.append((row, sample, asyncio.create_task(predict(row, sample)), False))
+                    position += 1
                     arrived.set()
         finally:
             producing_done = True
@@ -246,7 +267,8 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
                                     [r.inputs for r, _, _, _ in batch])
         for (row, sample, pred, was_done), row_scores in zip(batch, scores, strict=True):
             if writer is not None and not was_done:
-                writer.write(prediction_record(row, pred, row_scores, sample if repeat > 1 else None))
+                writer.write(prediction_record(row, pred, row_scores, sample if repeat > 1 else None,
+                                               priced=client.prices(lookup=False) is not None))
             stats.add(row_scores, y_true=row.y_true or {}, y_pred=pred.y_pred, inputs=row.inputs,
                       ok=pred.ok, error=pred.error, index=row.index, line=row.line,
                       latency_s=pred.latency_s, cached=pred.cached,
@@ -305,14 +327,20 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         writer.commit()
         outputs = {"predictions": str(out_dir / "predictions.jsonl"),
                    "report": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")}
+    cost = client.run_cost()
+    if cost is None:
+        warnings.append(f"no price for {spec.model.name} in litellm's price map: the cost is unknown "
+                        "(set model.input_cost_per_token and model.output_cost_per_token)")
     usage = Usage(requests=client.requests, cached_rows=stats.cached_rows,
                   prompt_tokens=client.prompt_tokens, completion_tokens=client.completion_tokens,
-                  retries=client.retried, faults=client.faults, resumed_rows=len(done))
+                  retries=client.retried, faults=client.faults, resumed_rows=len(done), cost_usd=cost)
     report = build_report(kind="eval", spec=spec, spec_path=spec_path, data_path=options.data,
                           stats=stats, read_stats=read_stats, scorer=scorer,
                           wall=time.perf_counter() - started, limit=options.limit,
                           fail_under=options.fail_under, usage=usage, outputs=outputs,
                           warnings=warnings)
+    if options.shard is not None:
+        report.data.shard = f"{options.shard[0]}/{options.shard[1]}"
     if out_dir is not None:
         write_outputs(out_dir, report)
     if stopped:

@@ -12,6 +12,20 @@ LOCAL_DEFAULT_MODEL = "local/gemma-3-270m"
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.IGNORECASE)
 
 
+class Deployment(BaseModel):
+    """One server of a model listed under ``model.deployments`` (vLLM, TGI, llama.cpp's server...)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    api_base: str = Field(description="Base URL of this server.")
+    model: str | None = Field(None, description="The litellm model string here; unset: model.name.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable with this server's key; unset: model.api_key_env.")
+    weight: float | None = Field(None, gt=0, description="Relative share of requests; unset: equal shares.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute this server takes, if limited.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute this server takes, if limited.")
+
+
 class ModelConfig(BaseModel):
     """The language model: a litellm model string and its sampling parameters."""
 
@@ -55,6 +69,15 @@ class ModelConfig(BaseModel):
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Further parameters passed to litellm as they are."
     )
+    input_cost_per_token: float | None = Field(
+        None, ge=0, description="USD per prompt token, for the report's cost and --max-cost; unset: "
+        "litellm's price map (bundled, read offline), or free for local/ models.")
+    output_cost_per_token: float | None = Field(
+        None, ge=0, description="USD per generated token; unset as for input_cost_per_token.")
+    deployments: list[Deployment] | None = Field(
+        None, min_length=1,
+        description="Several servers of the same model, balanced by litellm's Router (a random "
+        "pick per request, by weight, skipping servers that keep failing). Replaces api_base.")
 
     @model_validator(mode="before")
     @classmethod
@@ -89,6 +112,16 @@ class ModelConfig(BaseModel):
             if not path.is_absolute():
                 return "local/" + str(self._base_dir / path)
         return self.name
+
+    @model_validator(mode="after")
+    def _deployments_or_api_base(self) -> ModelConfig:
+        if self.deployments and self.api_base:
+            raise ValueError("give api_base or deployments, not both (each deployment has its api_base)")
+        if self.deployments and self.is_local:
+            raise ValueError("local/ models run in-process; deployments are for servers")
+        if (self.input_cost_per_token is None) != (self.output_cost_per_token is None):
+            raise ValueError("give both input_cost_per_token and output_cost_per_token, or neither")
+        return self
 
     @property
     def is_local(self) -> bool:

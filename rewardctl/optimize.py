@@ -115,7 +115,7 @@ class OptimizeReport(BaseModel):
     early_stopped: bool = False
     resumed_from_epoch: int | None = None
     wall_time_s: float
-    usage: dict[str, int]
+    usage: dict[str, float | int | None]
     outputs: dict[str, str] = Field(default_factory=dict)
 
 
@@ -342,7 +342,7 @@ async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None
         validation=validation, test=test_cmp, early_stopped=early_stopped, resumed_from_epoch=resumed_from,
         wall_time_s=round(time.perf_counter() - started, 2),
         usage={"requests": client.requests, "prompt_tokens": client.prompt_tokens,
-               "completion_tokens": client.completion_tokens},
+               "completion_tokens": client.completion_tokens, "cost_usd": client.run_cost()},
     )
     if out is not None:
         report.outputs = {"best": str(out / "best.json"), "report": str(out / "report.json"),

@@ -31,6 +31,7 @@ class Prediction:
     cached: bool = False
     raw: str | None = None  # the last reply, kept when it could not be parsed
     fatal: bool = False
+    cost_usd: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -41,6 +42,7 @@ class Prediction:
         self.latency_s += completion.latency_s
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
+        self.cost_usd += completion.cost_usd
         self.cached = completion.cached if self.calls == 1 else (self.cached and completion.cached)
 
 

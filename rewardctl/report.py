@@ -59,6 +59,9 @@ class Usage(BaseModel):
     retries: int = Field(0, description="Requests repeated after a transient provider failure.")
     faults: dict[str, int] = Field(default_factory=dict, description="Transient failures seen, by kind.")
     resumed_rows: int = Field(0, description="Rows kept from an interrupted run (--resume).")
+    cost_usd: float | None = Field(
+        0.0, description="USD spent on requests (cache hits are free), from the spec's prices or "
+        "litellm's price map; null when the model's price is unknown.")
 
 
 class SpecInfo(BaseModel):
@@ -73,6 +76,7 @@ class DataInfo(BaseModel):
     rows: int
     skipped: int
     limit: int | None = None
+    shard: str | None = Field(None, description="K/N: this run evaluated the K-th of N shards (eval --shard).")
 
 
 class EvalReport(BaseModel):
@@ -96,6 +100,7 @@ class EvalReport(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     skipped_examples: list[str] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
+    merged_from: list[str] = Field(default_factory=list, description="The shard folders `rewardctl merge` joined.")
 
 
 def build_report(*, kind: str, spec: Any, spec_path: str | None, data_path: str, stats: Any,
@@ -180,7 +185,7 @@ def render_markdown(report: EvalReport) -> str:
         "| | |",
         "|---|---|",
         f"| model | `{report.spec.model}` |",
-        f"| data | `{report.data.path}` |",
+        f"| data | `{report.data.path}`{f' (shard {report.data.shard})' if report.data.shard else ''} |",
         f"| rows | {s.count} ({s.errors} errors{f', {s.skipped} skipped' if s.skipped else ''}) |",
         f"| reward | **{_fmt(s.reward)}** ± {_fmt(total.get('stderr'))} (stderr) |",
         f"| wall time | {report.wall_time_s:.1f} s |",
@@ -189,6 +194,7 @@ def render_markdown(report: EvalReport) -> str:
         u = report.usage
         lines.append(f"| requests | {u.requests} ({u.cached_rows} rows from cache) |")
         lines.append(f"| tokens | {u.prompt_tokens} prompt, {u.completion_tokens} completion |")
+        lines.append(f"| cost | {'unknown' if u.cost_usd is None else f'${u.cost_usd:.4g}'} |")
     for section in ("rewards", "metrics"):
         stats = report.stats.get(section) or {}
         if not stats:

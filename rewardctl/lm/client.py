@@ -23,6 +23,7 @@ class Completion:
     completion_tokens: int
     cached: bool
     latency_s: float
+    cost_usd: float = 0.0  # 0 for a cache hit: nothing was paid
 
 
 class ProviderError(Exception):
@@ -38,7 +39,8 @@ _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 # (litellm reports the last three as 500s).
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _RETRYABLE_NAMES = ("Timeout", "APIConnectionError", "RateLimitError", "InternalServerError",
-                    "ServiceUnavailableError", "BadGatewayError", "APIError")
+                    "ServiceUnavailableError", "BadGatewayError", "APIError",
+                    "RouterRateLimitError")  # every deployment cooling down after failures
 
 
 def _status(exc: BaseException) -> int | None:
@@ -90,11 +92,19 @@ class LMClient:
         self.requests = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self._secrets: set[str] = set()  # every key in use, scrubbed from messages
         self._api_key = self._read_api_key()
+        if self._api_key not in (None, "EMPTY"):
+            self._secrets.add(self._api_key)
+        for deployment in config.deployments or []:
+            self._read_deployment_key(deployment)  # a missing variable is a usage error up front
         self._supports_schema: bool | None = None
         self.retried = 0  # attempts repeated after a transient failure
         self._jitter = random.Random(0)  # spreads retries; it never changes a result
         self.faults: dict[str, int] = {}  # transient failures seen, by kind
+        self.cost_usd = 0.0  # spent on requests this run (cache hits cost nothing)
+        self._prices: tuple[float, float] | bool | None = False  # False: not looked up yet
+        self._router = None
 
     def _read_api_key(self) -> str | None:
         name = self.config.api_key_env
@@ -169,8 +179,9 @@ class LMClient:
 
     def _scrub(self, text: str) -> str:
         """Keys never reach a message (providers sometimes echo the Authorization header)."""
-        secret = self._api_key if self._api_key != "EMPTY" else None
-        return text.replace(secret, "***") if secret else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full jitter (uniform up to base * 2^attempt, capped), or the server's Retry-After."""
@@ -186,6 +197,72 @@ class LMClient:
             except Exception:  # noqa: BLE001 (unknown models raise; treat as unsupported)
                 self._supports_schema = False
         return self._supports_schema
+
+    def prices(self, lookup: bool = True) -> tuple[float, float] | None:
+        """USD per (prompt, generated) token: the spec's, else litellm's bundled price map (read
+        offline), else 0 for local/ models; None when nobody knows the price. ``lookup=False``
+        never imports litellm for the map (a run answered from the cache needs no price)."""
+        if self._prices is False and not lookup and not self.config.is_local and \
+                self.config.input_cost_per_token is None:
+            return None
+        if self._prices is False:
+            cfg = self.config
+            if cfg.input_cost_per_token is not None and cfg.output_cost_per_token is not None:
+                self._prices = (cfg.input_cost_per_token, cfg.output_cost_per_token)
+            elif cfg.is_local:
+                self._prices = (0.0, 0.0)
+            else:
+                from rewardctl.lm.litellm_setup import get_litellm
+
+                try:
+                    info = get_litellm().get_model_info(model=cfg.name)
+                    prompt, completion = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+                    self._prices = (float(prompt), float(completion)) if prompt is not None and completion is not None else None
+                except Exception:  # noqa: BLE001 (litellm raises when the map lacks the model)
+                    self._prices = None
+        return self._prices
+
+    def run_cost(self) -> float | None:
+        """USD spent by this client: 0 when every answer came from the cache; None if unpriced."""
+        if self.requests == 0:
+            return 0.0
+        return None if self.prices() is None else round(self.cost_usd, 12)
+
+    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        prices = self.prices()
+        return 0.0 if prices is None else prompt_tokens * prices[0] + completion_tokens * prices[1]
+
+    def _get_router(self, litellm: Any):
+        """litellm's Router over model.deployments: simple-shuffle (random by weight), and servers
+        that keep failing cool down for a while. Retries stay ours (num_retries=0 there)."""
+        if self._router is None:
+            cfg = self.config
+            model_list = []
+            for deployment in cfg.deployments or []:
+                params: dict[str, Any] = {"model": deployment.model or cfg.name, "api_base": deployment.api_base}
+                key = self._read_deployment_key(deployment)
+                if key is not None:
+                    params["api_key"] = key
+                for name in ("weight", "rpm", "tpm"):
+                    if getattr(deployment, name) is not None:
+                        params[name] = getattr(deployment, name)
+                model_list.append({"model_name": "rewardctl", "litellm_params": params})
+            self._router = litellm.Router(model_list=model_list, routing_strategy="simple-shuffle",
+                                          num_retries=0, allowed_fails=2, cooldown_time=5)
+        return self._router
+
+    def _read_deployment_key(self, deployment: Any) -> str | None:
+        name = deployment.api_key_env or self.config.api_key_env
+        if name:
+            value = os.environ.get(name)
+            if not value:
+                raise InputError(f"the environment variable {name} is not set", field="model.deployments")
+            self._secrets.add(value)
+            return value
+        model = deployment.model or self.config.name
+        if model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            return "EMPTY"
+        return None
 
     # --- token-level access (teacher forcing, exact sampling) ---------------------------------
 
@@ -275,15 +352,22 @@ class LMClient:
             if _wants_schema(kwargs) and not self.supports_response_schema(litellm):
                 # The JSON Schema stays in the system prompt, and parsing retries cover the rest.
                 kwargs.pop("response_format")
-        if self._api_key is not None:
+        router = None
+        if self.config.deployments:
+            router = self._get_router(litellm)
+        elif self._api_key is not None:
             kwargs["api_key"] = self._api_key
         attempts = self.config.retries + 1
         for attempt in range(attempts):
             try:
-                response = await litellm.acompletion(
-                    model=self.config.resolved_name, messages=request.messages, timeout=self.config.timeout,
-                    num_retries=0, **kwargs,
-                )
+                if router is not None:
+                    response = await router.acompletion(
+                        model="rewardctl", messages=request.messages, timeout=self.config.timeout, **kwargs)
+                else:
+                    response = await litellm.acompletion(
+                        model=self.config.resolved_name, messages=request.messages, timeout=self.config.timeout,
+                        num_retries=0, **kwargs,
+                    )
                 break
             except RunError:
                 raise
@@ -313,5 +397,7 @@ class LMClient:
         self.requests += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
+        cost = self._cost(prompt_tokens, completion_tokens)
+        self.cost_usd += cost
         return Completion(text, choice.finish_reason or "stop", prompt_tokens, completion_tokens,
-                          cached=False, latency_s=latency)
+                          cached=False, latency_s=latency, cost_usd=cost)

@@ -1,0 +1,50 @@
+"""The benchmarks under bench/ keep running (tiny sizes; no timing is asserted: these machines are
+noisy, and the ratios are read from the full-size runs)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(name, *args, timeout=300):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / name), *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_eval_throughput_runs_every_client_on_the_same_work():
+    out = bench("eval_throughput.py", "--rows", 96, "--concurrency", 32, "--latency", 0.05, "--skip-dspy")
+    for client in ("raw aiohttp (floor)", "rewardctl eval"):
+        line = next(line for line in out.splitlines() if line.startswith(client))
+        assert line.split()[-1] == "1.000"  # every row answered and graded right
+        assert re.search(r"\d+\.\d+x", line)
+    assert "ideal 0.15 s" in out and "rewardctl CLI end to end" in out
+
+
+def test_cosine_bench_compares_with_direct_encode():
+    out = bench("cosine_throughput.py", "--rows", 64, "--epochs", 2, "--repeats", 1)
+    assert re.search(r"first epoch \(cold\)\s+[\d,]+\s+[\d,]+\s+\d+\.\d+x", out)
+    assert re.search(r"all epochs\s+[\d,]+\s+[\d,]+\s+\d+\.\d+x", out)
+
+
+def test_score_bench_reports_rows_per_second_and_memory():
+    out = bench("score_throughput.py", "--rows", 2000, "--rewards", "exact_match")
+    assert re.search(r"exact_match\s+[\d,]+\s+[\d,]+\s+\d+\.\d+x", out)
+    assert "peak RSS" in out
+
+
+def test_score_bench_scale_mode_measures_a_child_process():
+    out = bench("score_throughput.py", "--rows", 200, "--rewards", "exact_match", "--scale-rows", 2000)
+    assert re.search(r"2,000\s+[\d.]+\s+[\d,]+\s+[\d,]+", out) and "memory" in out
+
+
+@pytest.mark.e2e
+def test_embedded_bench_replays_the_same_completions():
+    out = bench("embedded_tokens.py", "--recipe", ROOT / "recipes" / "capitals.yaml", "--rows", 3, "--repeats", 1)
+    assert re.search(r"ratio\s+\d+\.\d+x", out)
