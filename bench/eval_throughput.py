@@ -49,12 +49,12 @@ def write_data(folder: Path, rows: int) -> Path:
     return path
 
 
-def write_spec(folder: Path, port: int) -> Path:
-    path = folder / "spec.yaml"
+def write_spec(folder: Path, port: int, provider: str = "openai") -> Path:
+    path = folder / f"spec-{provider}.yaml"
     path.write_text(f"""
 name: loopback
 model:
-  name: openai/bench
+  name: {provider}/bench
   api_base: http://127.0.0.1:{port}/v1
   temperature: 0
   max_tokens: 16
@@ -98,13 +98,33 @@ async def floor(port: int, rows: int, concurrency: int) -> float:
     return sum(results) / rows
 
 
-def run_rewardctl(spec_path: Path, data: Path, out: Path, concurrency: int) -> float:
+def run_rewardctl(spec_path: Path, data: Path, out: Path, concurrency: int, workers: int = 0) -> float:
+    """evaluate() with litellm already imported: in this process (workers=0), or in a pool of
+    worker processes started (and their litellm imported) before the clock, as it is for an
+    in-process run; the CLI line below shows start-up included."""
     from rewardctl.evaluate import EvalOptions, evaluate
+    from rewardctl.lm.workers import WorkerPool
     from rewardctl.spec import load_spec
 
     spec = load_spec(str(spec_path))
-    options = EvalOptions(data=str(data), out_dir=str(out), concurrency=concurrency, use_cache=False)
-    report = asyncio.run(evaluate(spec, options, spec_path=str(spec_path)))
+    options = EvalOptions(data=str(data), out_dir=str(out), concurrency=concurrency, use_cache=False,
+                          workers=workers)
+
+    async def run():
+        pool = WorkerPool(workers) if workers else None
+        if pool is not None:
+            await pool.ready()
+        try:
+            with Timer() as timer:
+                report = await evaluate(spec, options, spec_path=str(spec_path), pool=pool)
+        finally:
+            if pool is not None:
+                await pool.close()
+        return report, timer
+
+    report, timer = asyncio.run(run())
+    assert report.summary.count == report.summary.ok, report.summary
+    return report.summary.reward, timer
     assert report.summary.count == report.summary.ok, report.summary
     return report.summary.reward
 
@@ -135,54 +155,74 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each client; the median is shown")
+    parser.add_argument("--workers", default="0,2", help="rewardctl runs: in-process (0) and with N worker processes")
+    parser.add_argument("--providers", default="openai,hosted_vllm",
+                        help="litellm providers rewardctl names the server by (openai/: through the OpenAI SDK; "
+                             "hosted_vllm/: litellm's own HTTP path for vLLM-style servers)")
     parser.add_argument("--skip-dspy", action="store_true")
+    parser.add_argument("--skip-cli", action="store_true")
     args = parser.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
+    providers = args.providers.split(",")
 
     from rewardctl.lm.litellm_setup import get_litellm
 
-    get_litellm()  # import time is start-up, not throughput (reported by the CLI line below)
+    get_litellm()  # import time is start-up, not throughput (the CLI lines include it)
     ideal = math.ceil(args.rows / args.concurrency) * args.latency
     server, port = start_server(args.latency)
-    results: dict[str, list[tuple[float, float, float]]] = {}
+    results: dict[str, list[tuple[float, float | None, float]]] = {}
+    cli: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             data = write_data(folder, args.rows)
-            spec = write_spec(folder, port)
+            specs = {p: write_spec(folder, port, provider=p) for p in providers}
             asyncio.run(floor(port, 64, 64))  # warm the server
             for repeat in range(args.repeats):
                 with Timer() as t:
                     score = asyncio.run(floor(port, args.rows, args.concurrency))
                 results.setdefault("raw aiohttp (floor)", []).append((t.wall, t.cpu, score))
-                with Timer() as t:
-                    score = run_rewardctl(spec, data, folder / f"out{repeat}", args.concurrency)
-                results.setdefault("rewardctl eval", []).append((t.wall, t.cpu, score))
+                for provider in providers:
+                    for count in workers:
+                        with Timer() as t:
+                            score, timed = run_rewardctl(specs[provider], data, folder / f"r{repeat}{provider}{count}",
+                                                         args.concurrency, workers=count)
+                        name = f"rewardctl {provider}/ --workers {count}"
+                        results.setdefault(name, []).append((timed.wall, timed.cpu if not count else None, score))
                 if not args.skip_dspy:
                     with Timer() as t:
                         score = run_dspy(port, args.rows, args.concurrency)
                     if score is not None:
                         results.setdefault("dspy Evaluate (JSONAdapter)", []).append((t.wall, t.cpu, score))
-            with Timer() as t:
-                subprocess.run([sys.executable, "-m", "rewardctl", "eval", str(spec), "--data", str(data),
-                                "--concurrency", str(args.concurrency), "--no-cache", "--out",
-                                str(folder / "cli")], check=True, stderr=subprocess.DEVNULL)
-            cli_wall = t.wall
+            if not args.skip_cli:
+                for count in workers:
+                    with Timer() as t:
+                        subprocess.run([sys.executable, "-m", "rewardctl", "eval", str(specs[providers[0]]),
+                                        "--data", str(data), "--concurrency", str(args.concurrency), "--no-cache",
+                                        "--workers", str(count), "--out", str(folder / f"cli{count}")],
+                                       check=True, stderr=subprocess.DEVNULL)
+                    cli[f"--workers {count}"] = t.wall
     finally:
         server.kill()
 
     print(f"{args.rows} rows, concurrency {args.concurrency}, latency {args.latency * 1000:.0f} ms: "
-          f"ideal {ideal:.2f} s (median of {args.repeats})")
-    print(f"{'client':32} {'wall s':>8} {'/ideal':>7} {'CPU ms/row':>11} {'reward':>7}")
+          f"ideal {ideal:.2f} s (median of {args.repeats}; litellm imported and workers started before the clock)")
+    print(f"{'client':36} {'wall s':>8} {'/ideal':>7} {'CPU ms/row':>11} {'reward':>7}")
     medians = {}
     for name, runs in results.items():
         wall = statistics.median(r[0] for r in runs)
-        cpu = statistics.median(r[1] for r in runs)
+        cpus = [r[1] for r in runs if r[1] is not None]
         medians[name] = wall
-        print(f"{name:32} {wall:8.2f} {wall / ideal:6.2f}x {cpu / args.rows * 1000:11.2f} {runs[0][2]:7.3f}")
+        cpu = f"{statistics.median(cpus) / args.rows * 1000:11.2f}" if cpus else f"{'(workers)':>11}"
+        print(f"{name:36} {wall:8.2f} {wall / ideal:6.2f}x {cpu} {runs[0][2]:7.3f}")
+    ours = {n: w for n, w in medians.items() if n.startswith("rewardctl")}
+    best = min(ours, key=ours.get)
     if "dspy Evaluate (JSONAdapter)" in medians:
-        ratio = medians["dspy Evaluate (JSONAdapter)"] / medians["rewardctl eval"]
-        print(f"rewardctl is {ratio:.2f}x as fast as DSPy Evaluate on the same server and rows")
-    print(f"rewardctl CLI end to end (process start, litellm import, eval, report): {cli_wall:.2f} s")
+        for name in ours:
+            print(f"DSPy Evaluate / {name}: {medians['dspy Evaluate (JSONAdapter)'] / ours[name]:.2f}x")
+    print(f"fastest rewardctl run: {best}, {ours[best] / ideal:.2f}x the ideal")
+    for name, wall in cli.items():
+        print(f"rewardctl CLI end to end, {providers[0]}/ {name} (process start, litellm import, eval, report): {wall:.2f} s")
 
 
 if __name__ == "__main__":

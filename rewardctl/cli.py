@@ -159,6 +159,7 @@ def eval_command(
     resume: Annotated[bool, typer.Option("--resume", help="Finish the interrupted run in --out without redoing its finished rows.")] = False,
     shard: Annotated[str | None, typer.Option(help="K/N: evaluate only the K-th of N shards (rows dealt round-robin); join the shards with `rewardctl merge`.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Budget in USD: once spent, no further request starts and the run stops cleanly (every row is still recorded).")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Processes that make the litellm calls to a remote model (0: this process) [default: one per core, up to 4, at --concurrency 32+ over 1,000+ rows; else 0].", show_default=False)] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -183,7 +184,8 @@ def eval_command(
                                   concurrency=concurrency, use_cache=not no_cache,
                                   cache_dir=str(cache_dir) if cache_dir else None,
                                   skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
-                                  max_errors=max_errors, resume=resume, shard=shard_of, max_cost=max_cost)
+                                  max_errors=max_errors, resume=resume, shard=shard_of, max_cost=max_cost,
+                                  workers=workers)
             report = run_async(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
                 program_spec, options, spec_path=str(spec), state=state, on_start=on_start,
                 on_progress=on_progress)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,6 +50,23 @@ class EvalOptions:
     resume: bool = False  # finish an interrupted run in out_dir
     shard: tuple[int, int] | None = None  # (K, N): evaluate the K-th of N round-robin shards
     max_cost: float | None = None  # USD; once spent, no further call starts
+    workers: int | None = None  # LM worker processes for remote models; None: auto (see lm_workers)
+
+
+AUTO_WORKER_ROWS = 1000  # below this, starting workers (each imports litellm) costs more than it saves
+
+
+def lm_workers(spec: ProgramSpec, options: EvalOptions, total: int | None) -> int:
+    """Worker processes for litellm calls. Auto: one per core (at most 4) for a remote model at
+    concurrency 32 or more over 1,000 rows or more, where litellm's per-call CPU is the limit;
+    none otherwise, and never for local/ models (they run in this process)."""
+    if spec.model.is_local:
+        return 0
+    if options.workers is not None:
+        return options.workers
+    cores = os.cpu_count() or 1
+    big = total is not None and total * max(1, options.repeat) >= AUTO_WORKER_ROWS
+    return min(cores, 4) if cores >= 2 and options.concurrency >= 32 and big else 0
 
 
 def _over_budget(budget: tuple[str, float], failures: int, rows: int, total: int | None) -> bool:
@@ -152,7 +170,10 @@ def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str
 async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | None = None,
                    program: Program | None = None, state: ProgramState | None = None,
                    on_progress: ProgressCallback | None = None,
-                   on_start: Callable[[int | None], None] | None = None) -> EvalReport:
+                   on_start: Callable[[int | None], None] | None = None,
+                   pool: Any = None) -> EvalReport:
+    """``pool``: a rewardctl.lm.workers.WorkerPool to use (and leave open) instead of starting
+    one; for callers that run many evals."""
     started = time.perf_counter()
     scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
                               cache_dir=options.cache_dir)
@@ -163,13 +184,31 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         total = count_lines(options.data, options.limit)
     if on_start is not None:
         on_start(total)
-    program = program or Program(spec, state)
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
-    client = LMClient(spec.model, cache)
+    own_pool = None
+    if pool is None and not spec.model.is_local and lm_workers(spec, options, total):
+        from rewardctl.lm.workers import WorkerPool
+
+        pool = own_pool = WorkerPool(lm_workers(spec, options, total))
+    client = LMClient(spec.model, cache, pool=None if spec.model.is_local else pool)
+    try:
+        return await _evaluate(spec, options, spec_path=spec_path, program=program, state=state,
+                               on_progress=on_progress, started=started, scorer=scorer, required=required,
+                               total=total, cache=cache, client=client)
+    finally:
+        if own_pool is not None:
+            await own_pool.close()
+
+
+async def _evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | None, program: Program | None,
+                    state: ProgramState | None, on_progress: ProgressCallback | None, started: float,
+                    scorer: Scorer, required: dict[str, str], total: int | None,
+                    cache: ResponseCache | None, client: LMClient) -> EvalReport:
+    program = program or Program(spec, state)
     if options.max_cost is not None:
         if options.max_cost < 0:
             raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
-        if client.prices() is None:
+        if await client.resolve_prices() is None:
             raise InputError(f"a budget needs the model's price, and litellm's price map has none for "
                              f"{spec.model.name}: set model.input_cost_per_token and "
                              "model.output_cost_per_token", field="--max-cost")
@@ -202,8 +241,14 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
             stopped.append(f"cost budget spent (${client.cost_usd:.4g} of --max-cost ${options.max_cost:g})")
         return bool(stopped)
 
+    runner = asyncio.current_task()
+
     async def predict(row: Row, sample: int) -> Prediction:
         async with in_flight:
+            if runner is not None and runner.cancelling():
+                # Interrupted: the run is shutting down; a row that starts now would be asked
+                # again by --resume.
+                return Prediction(None, error="not run: interrupted")
             if stopped or over_cost():
                 return Prediction(None, error=f"not run: {stopped[0]}")
             overrides = None

@@ -152,3 +152,30 @@ def test_backoff_grows_and_is_capped():
     assert max(waits[5]) <= 4.0  # ...up to the cap
     assert client._backoff(0, 99.0) == 4.0 and client._backoff(0, 1.5) == 1.5  # Retry-After, capped
     assert len(set(waits[2])) > 100  # jittered
+
+
+def test_faults_are_survived_through_worker_processes(tmp_path):
+    """With --workers the calls run in worker processes; faults come back described, and are
+    classified and retried exactly as in-process (Retry-After included)."""
+    rates = {fault: 0.06 for fault in FAULTS}
+    with FaultServer(answer, rates=rates, seed=3, slow_s=1.5, retry_after=0.3) as server:
+        out = tmp_path / "out"
+        result, report = eval_json(spec(tmp_path, server.url), "-d", data(tmp_path, 40), "--out", out,
+                                   "--concurrency", "8", "--workers", "2")
+    assert result.exit_code == 0, result.stderr
+    assert sum(server.injected.values()) >= 10
+    assert [r["index"] for r in predictions(out)] == list(range(40)) and report["summary"]["errors"] == 0
+    assert report["usage"]["retries"] >= sum(server.injected.values()) - 2
+    assert report["usage"]["faults"].get("rate_limit", 0) == server.injected["429"]
+
+
+def test_a_fatal_error_through_workers_hides_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLANTED_KEY", "sk-planted-wrong-key-4343")
+    with FaultServer(answer, require_key="sk-the-right-key", echo_auth=True) as server:
+        out = tmp_path / "out"
+        text = spec(tmp_path, server.url).read_text().replace("  retries: 8\n", "  retries: 8\n  api_key_env: PLANTED_KEY\n")
+        result, _ = eval_json(write(tmp_path / "spec.yaml", text), "-d", data(tmp_path), "--out", out,
+                              "--concurrency", "1", "--workers", "2")
+    assert result.exit_code == 3 and "AuthenticationError" in result.stderr
+    assert "sk-planted" not in result.stderr and "sk-planted" not in (out / "predictions.jsonl").read_text()
+    assert len(predictions(out)) == ROWS

@@ -62,11 +62,12 @@ def questions_asked(server):
     return Counter(json.loads(content)["question"] for _, _, content in server.log)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_eval_interrupted_then_resumed_redoes_no_row(tmp_path, sig):
+@pytest.mark.parametrize("sig,workers", [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGTERM, 2)],
+                         ids=["SIGINT", "SIGTERM", "SIGTERM-workers"])
+def test_eval_interrupted_then_resumed_redoes_no_row(tmp_path, sig, workers):
     with FaultServer(answer, delay_s=0.05) as server:
         args = ["eval", spec(tmp_path, server.url), "-d", data(tmp_path), "--out", tmp_path / "run",
-                "--no-cache", "--concurrency", "2", "-q"]
+                "--no-cache", "--concurrency", "2", "-q", "--workers", workers]
         proc = start(*args)
         partial = tmp_path / "run" / "predictions.jsonl.partial"
         wait_for_lines(partial, 6, proc)

@@ -52,6 +52,8 @@ def _retry_after(exc: BaseException) -> float | None:
     """Seconds from a Retry-After header (litellm keeps response headers on its exceptions)."""
     import email.utils
 
+    if type(exc).__name__ == "WorkerError":
+        return exc.retry_after
     for headers in (getattr(exc, "litellm_response_headers", None),
                     getattr(getattr(exc, "response", None), "headers", None)):
         if not headers:
@@ -68,9 +70,14 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+def _exc_name(exc: BaseException) -> str:
+    """The exception's class name; for one raised in an LM worker process, the original's."""
+    return getattr(exc, "name", None) if type(exc).__name__ == "WorkerError" else type(exc).__name__
+
+
 def _fault_kind(exc: BaseException) -> str:
     status = _status(exc)
-    name = type(exc).__name__
+    name = _exc_name(exc)
     if name == "Timeout" or status == 408:
         return "timeout"
     if status == 429:
@@ -86,9 +93,10 @@ def _wants_schema(params: dict[str, Any]) -> bool:
 
 
 class LMClient:
-    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None):
+    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None, pool: Any = None):
         self.config = config
         self.cache = cache
+        self.pool = pool  # a rewardctl.lm.workers.WorkerPool: litellm runs in worker processes
         self.requests = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -222,6 +230,26 @@ class LMClient:
                     self._prices = None
         return self._prices
 
+    async def resolve_prices(self) -> tuple[float, float] | None:
+        """prices(), asking an LM worker for litellm's map when a pool is in use (the main
+        process then never imports litellm)."""
+        if self._prices is False and self.pool is not None and not self.config.is_local and \
+                self.config.input_cost_per_token is None:
+            reply = await self.pool.request("prices", model=self.config.name)
+            found = reply.get("prices")
+            self._prices = (float(found[0]), float(found[1])) if found and None not in found else None
+        return self.prices()
+
+    async def _schema_supported(self) -> bool:
+        if self._supports_schema is None:
+            if self.pool is not None:
+                self._supports_schema = bool((await self.pool.request("schema", model=self.config.name))["supported"])
+            else:
+                from rewardctl.lm.litellm_setup import get_litellm
+
+                self.supports_response_schema(get_litellm())
+        return bool(self._supports_schema)
+
     def run_cost(self) -> float | None:
         """USD spent by this client: 0 when every answer came from the cache; None if unpriced."""
         if self.requests == 0:
@@ -232,22 +260,25 @@ class LMClient:
         prices = self.prices()
         return 0.0 if prices is None else prompt_tokens * prices[0] + completion_tokens * prices[1]
 
+    def _model_list(self) -> list[dict[str, Any]]:
+        cfg = self.config
+        model_list = []
+        for deployment in cfg.deployments or []:
+            params: dict[str, Any] = {"model": deployment.model or cfg.name, "api_base": deployment.api_base}
+            key = self._read_deployment_key(deployment)
+            if key is not None:
+                params["api_key"] = key
+            for name in ("weight", "rpm", "tpm"):
+                if getattr(deployment, name) is not None:
+                    params[name] = getattr(deployment, name)
+            model_list.append({"model_name": "rewardctl", "litellm_params": params})
+        return model_list
+
     def _get_router(self, litellm: Any):
         """litellm's Router over model.deployments: simple-shuffle (random by weight), and servers
         that keep failing cool down for a while. Retries stay ours (num_retries=0 there)."""
         if self._router is None:
-            cfg = self.config
-            model_list = []
-            for deployment in cfg.deployments or []:
-                params: dict[str, Any] = {"model": deployment.model or cfg.name, "api_base": deployment.api_base}
-                key = self._read_deployment_key(deployment)
-                if key is not None:
-                    params["api_key"] = key
-                for name in ("weight", "rpm", "tpm"):
-                    if getattr(deployment, name) is not None:
-                        params[name] = getattr(deployment, name)
-                model_list.append({"model_name": "rewardctl", "litellm_params": params})
-            self._router = litellm.Router(model_list=model_list, routing_strategy="simple-shuffle",
+            self._router = litellm.Router(model_list=self._model_list(), routing_strategy="simple-shuffle",
                                           num_retries=0, allowed_fails=2, cooldown_time=5)
         return self._router
 
@@ -340,39 +371,50 @@ class LMClient:
         return await engine.run_token_op(tokens.score_sampled, prompt, samples)
 
     async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
-        from rewardctl.lm import litellm_setup
+        litellm = None
+        if self.pool is None:
+            from rewardctl.lm import litellm_setup
 
-        if not litellm_setup.is_loaded():
-            self.warm_up()  # the model loads while litellm imports
-        litellm = litellm_setup.get_litellm()
+            if not litellm_setup.is_loaded():
+                self.warm_up()  # the model loads while litellm imports
+            litellm = litellm_setup.get_litellm()
         started = time.perf_counter()
         kwargs = dict(params)
         if not self.config.is_local:
             kwargs["drop_params"] = True  # e.g. top_k or seed where a provider lacks them
-            if _wants_schema(kwargs) and not self.supports_response_schema(litellm):
+            if _wants_schema(kwargs) and not await self._schema_supported():
                 # The JSON Schema stays in the system prompt, and parsing retries cover the rest.
                 kwargs.pop("response_format")
-        router = None
-        if self.config.deployments:
-            router = self._get_router(litellm)
-        elif self._api_key is not None:
-            kwargs["api_key"] = self._api_key
+        model_list = self._model_list() if self.config.deployments else None
+        if model_list is not None:
+            call = {"model": "rewardctl", "messages": request.messages, "timeout": self.config.timeout, **kwargs}
+        else:
+            if self._api_key is not None:
+                kwargs["api_key"] = self._api_key
+            call = {"model": self.config.resolved_name, "messages": request.messages,
+                    "timeout": self.config.timeout, "num_retries": 0, **kwargs}
         attempts = self.config.retries + 1
         for attempt in range(attempts):
             try:
-                if router is not None:
-                    response = await router.acompletion(
-                        model="rewardctl", messages=request.messages, timeout=self.config.timeout, **kwargs)
+                if self.pool is not None:
+                    reply = await self.pool.call(call, model_list)
+                    text, finish_reason = reply["text"], reply["finish_reason"]
+                    prompt_tokens, completion_tokens = reply["prompt_tokens"], reply["completion_tokens"]
                 else:
-                    response = await litellm.acompletion(
-                        model=self.config.resolved_name, messages=request.messages, timeout=self.config.timeout,
-                        num_retries=0, **kwargs,
-                    )
+                    if model_list is not None:
+                        response = await self._get_router(litellm).acompletion(**call)
+                    else:
+                        response = await litellm.acompletion(**call)
+                    choice = response.choices[0]
+                    text, finish_reason = choice.message.content or "", choice.finish_reason or "stop"
+                    usage = getattr(response, "usage", None)
+                    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+                    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
                 break
             except RunError:
                 raise
             except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
-                name = type(exc).__name__
+                name = _exc_name(exc)
                 cause = exc.__cause__ or exc.__context__
                 if isinstance(cause, RunError):
                     raise cause from None
@@ -389,15 +431,12 @@ class LMClient:
                 self.retried += 1
                 await asyncio.sleep(self._backoff(attempt, _retry_after(exc)))
         latency = time.perf_counter() - started
-        choice = response.choices[0]
-        text = choice.message.content or ""
-        usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         self.requests += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
+        if self._prices is False:
+            await self.resolve_prices()
         cost = self._cost(prompt_tokens, completion_tokens)
         self.cost_usd += cost
-        return Completion(text, choice.finish_reason or "stop", prompt_tokens, completion_tokens,
+        return Completion(text, finish_reason, prompt_tokens, completion_tokens,
                           cached=False, latency_s=latency, cost_usd=cost)
