@@ -27,7 +27,7 @@ from rewardctl.merge import in_shard
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
 from rewardctl.report import EvalReport, Usage, build_report, write_outputs
-from rewardctl.scoring import RunStats, Scorer
+from rewardctl.scoring import RowScores, RunStats, Scorer
 from rewardctl.spec import ProgramSpec
 from rewardctl.state import ProgramState
 
@@ -325,8 +325,9 @@ async def _evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str |
             on_progress(stats.rows, total, stats)
         batch.clear()
 
+    batch: list[tuple[Row, int, Prediction, bool]] = []  # finished, not yet scored and written
+
     async def consume() -> None:
-        batch: list[tuple[Row, int, Prediction, bool]] = []
         last_flush = time.perf_counter()
         while True:
             while not pending:
@@ -336,8 +337,10 @@ async def _evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str |
                     return
                 arrived.clear()
                 await arrived.wait()
-            row, sample, task, was_done = pending.popleft()
-            batch.append((row, sample, await task, was_done))
+            row, sample, task, was_done = pending[0]
+            prediction = await task
+            pending.popleft()
+            batch.append((row, sample, prediction, was_done))
             # Score in batches (embedding and reward-model rewards batch), but do not sit on
             # finished rows while the next one is still generating.
             waiting = not pending or not pending[0][2].done()
@@ -345,19 +348,39 @@ async def _evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str |
                 await flush(batch)
                 last_flush = time.perf_counter()
 
+    def keep_finished() -> None:
+        """On interruption, write the predictions already made but not yet scored (in row order,
+        up to the first unfinished row), so that --resume does not ask for them again; resume
+        scores them."""
+        finished = list(batch)
+        for row, sample, task, was_done in pending:
+            if not task.done() or task.cancelled() or task.exception() is not None:
+                break
+            finished.append((row, sample, task.result(), was_done))
+        unscored = RowScores({}, {}, None)
+        for row, sample, pred, was_done in finished:
+            if pred.error == "not run: interrupted":
+                break
+            if not was_done:
+                writer.write(prediction_record(row, pred, unscored, sample if repeat > 1 else None,
+                                               priced=client.prices(lookup=False) is not None))
+
     producer = asyncio.create_task(produce())
     try:
         await asyncio.gather(producer, consume())
     except BaseException as exc:
         producer.cancel()
+        interrupted = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
+        if writer is not None and interrupted:
+            keep_finished()
         for _, _, task, _ in pending:
             task.cancel()
         if writer is not None:
             writer.close()
-        if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        if interrupted:
             kept = (f"; {writer.lines} finished rows are in {writer.partial}: continue with the same "
                     "command and --resume") if writer is not None else ""
-            raise RunError(f"interrupted after {stats.rows} rows{kept}") from None
+            raise RunError(f"interrupted after {writer.lines if writer is not None else stats.rows} rows{kept}") from None
         raise
     finally:
         if cache is not None:

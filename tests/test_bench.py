@@ -19,8 +19,9 @@ def bench(name, *args, timeout=300):
 
 
 def test_eval_throughput_runs_every_client_on_the_same_work():
-    out = bench("eval_throughput.py", "--rows", 96, "--concurrency", 32, "--latency", 0.05, "--skip-dspy")
-    for client in ("raw aiohttp (floor)", "rewardctl eval"):
+    out = bench("eval_throughput.py", "--rows", 96, "--concurrency", 32, "--latency", 0.05, "--skip-dspy",
+                "--workers", "0,2", "--providers", "openai")
+    for client in ("raw aiohttp (floor)", "rewardctl openai/ --workers 0", "rewardctl openai/ --workers 2"):
         line = next(line for line in out.splitlines() if line.startswith(client))
         assert line.split()[-1] == "1.000"  # every row answered and graded right
         assert re.search(r"\d+\.\d+x", line)
