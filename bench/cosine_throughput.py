@@ -52,11 +52,10 @@ def main() -> None:
 
     import numpy as np
 
-    from rewardctl import embeddings
     from rewardctl.scoring import Scorer
 
     trues, preds = workload(args.rows, args.epochs, args.seed)
-    embedder = embeddings.get_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+    embedder = Scorer([{"type": "cosine_similarity"}]).rewards[0].embedder  # the very model rewardctl uses
     model = embedder._load()
     model.encode(["warm up"], show_progress_bar=False)
 
@@ -74,8 +73,9 @@ def main() -> None:
         return walls
 
     def ours() -> list[float]:
-        embedder._cache.clear()
+        embedder._cache.clear()  # each run starts cold
         scorer = Scorer([{"type": "cosine_similarity"}])
+        assert scorer.rewards[0].embedder is embedder
         walls = []
 
         async def epoch_run(epoch: int) -> None:

@@ -32,7 +32,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "continents_cot.yaml"))
-    parser.add_argument("--data", default=None, help="default: the recipe's datasets/<name>/test.jsonl")
+    parser.add_argument("--data", default=None, help="default: datasets/<name>/test.jsonl (or <name before _>)")
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -43,7 +43,8 @@ def main() -> None:
     from rewardctl.spec import load_spec
 
     spec = load_spec(args.recipe)
-    data = args.data or str(ROOT / "datasets" / spec.name / "test.jsonl")
+    data = args.data or next(str(path) for name in (spec.name, spec.name.split("_")[0])
+                             if (path := ROOT / "datasets" / name / "test.jsonl").exists())
     get_litellm()
     engine = get_engine(spec.model.resolved_name.removeprefix("local/"))
     llama = engine.llama  # loaded now, outside both clocks

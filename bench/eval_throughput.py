@@ -4,6 +4,7 @@
 
 Starts bench/loopback_server.py in its own process, then times, side by side on the same rows:
   - floor:     raw aiohttp posting the same requests under a semaphore (what the server allows);
+  - litellm:   litellm.acompletion alone under a semaphore, per provider (what litellm allows);
   - rewardctl: rewardctl's evaluate() (prompt, litellm call, parse, score, write predictions and
                the report), no response cache, litellm imported before the clock starts;
   - dspy:      DSPy's Evaluate with a JSONAdapter Predict program at the same number of threads,
@@ -129,6 +130,26 @@ def run_rewardctl(spec_path: Path, data: Path, out: Path, concurrency: int, work
     return report.summary.reward
 
 
+async def litellm_floor(port: int, rows: int, concurrency: int, provider: str) -> float:
+    """litellm.acompletion alone under a semaphore, in this process: what any litellm client pays."""
+    from rewardctl.lm.litellm_setup import get_litellm
+
+    litellm = get_litellm()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> bool:
+        async with gate:
+            reply = await litellm.acompletion(
+                model=f"{provider}/bench", api_base=f"http://127.0.0.1:{port}/v1", api_key="x", num_retries=0,
+                timeout=30, temperature=0, max_tokens=16,
+                messages=[{"role": "system", "content": "Answer the question."},
+                          {"role": "user", "content": json.dumps({"question": f"q{i}"})}])
+        return json.loads(reply.choices[0].message.content)["answer"] == f"a{i}"
+
+    results = await asyncio.gather(*(one(i) for i in range(rows)))
+    return sum(results) / rows
+
+
 def run_dspy(port: int, rows: int, concurrency: int) -> float | None:
     try:
         import dspy
@@ -183,6 +204,9 @@ def main() -> None:
                     score = asyncio.run(floor(port, args.rows, args.concurrency))
                 results.setdefault("raw aiohttp (floor)", []).append((t.wall, t.cpu, score))
                 for provider in providers:
+                    with Timer() as t:
+                        score = asyncio.run(litellm_floor(port, args.rows, args.concurrency, provider))
+                    results.setdefault(f"bare litellm loop, {provider}/", []).append((t.wall, t.cpu, score))
                     for count in workers:
                         with Timer() as t:
                             score, timed = run_rewardctl(specs[provider], data, folder / f"r{repeat}{provider}{count}",
@@ -216,6 +240,11 @@ def main() -> None:
         cpu = f"{statistics.median(cpus) / args.rows * 1000:11.2f}" if cpus else f"{'(workers)':>11}"
         print(f"{name:36} {wall:8.2f} {wall / ideal:6.2f}x {cpu} {runs[0][2]:7.3f}")
     ours = {n: w for n, w in medians.items() if n.startswith("rewardctl")}
+    for provider in providers:
+        bare = medians.get(f"bare litellm loop, {provider}/")
+        if bare:
+            print(f"bare litellm loop, {provider}/: {bare / ideal:.2f}x the ideal (no client through litellm "
+                  "does better in one process here)")
     best = min(ours, key=ours.get)
     if "dspy Evaluate (JSONAdapter)" in medians:
         for name in ours:
