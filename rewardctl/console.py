@@ -113,8 +113,12 @@ def print_summary(console: Console, report: EvalReport) -> None:
         parts.append(f"{s.skipped} invalid lines skipped")
     if report.usage is not None:
         parts.append(f"{report.usage.requests} requests, {report.usage.cached_rows} rows from cache")
+        if report.usage.cost_usd:
+            parts.append(f"${report.usage.cost_usd:.4g}")
     parts.append(f"{report.wall_time_s:.1f} s")
     console.print(" · ".join(parts))
+    for warning in report.warnings[:5]:
+        console.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
     for err in report.errors[:3]:
         console.print(f"[yellow]row {err['index']} (line {err['line']}):[/yellow] {err['error']}",
                       markup=True, highlight=False)
