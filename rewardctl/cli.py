@@ -97,6 +97,27 @@ def _run(fn):
                     "(set REWARDCTL_DEBUG=1 for the traceback)", EXIT_RUN_FAILED) from None
 
 
+def _run_report_command(spec: Path, quiet: bool, json_out: bool, make_report) -> None:
+    """eval, score and merge: build the report from the loaded spec (``make_report(program_spec,
+    console)``), print the summary on stderr and, with --json, the report on stdout; exit 1 when a
+    threshold is not met."""
+    from rewardctl.console import DataChannel, print_summary, stderr_console
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        console = stderr_console()
+        with DataChannel() as channel:
+            report = make_report(load_spec(spec), console)
+            if not quiet:
+                print_summary(console, report)
+            if json_out:
+                channel.write(report.model_dump_json(indent=2) + "\n")
+        if not report.passed:
+            raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
+
+
 SpecArg = Annotated[Path, typer.Argument(help="The program spec (YAML).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and nothing else).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
@@ -165,38 +186,26 @@ def eval_command(
 ) -> None:
     """Run the program over a dataset, score every output, write predictions and a report."""
 
-    from rewardctl.console import DataChannel, print_summary, stderr_console
     from rewardctl.evaluate import EvalOptions, evaluate
     from rewardctl.merge import parse_shard
-    from rewardctl.spec import load_spec
 
-    def body() -> None:
-        console = stderr_console()
-        with DataChannel() as channel:
-            shard_of = parse_shard(shard)
-            program_spec = load_spec(spec)
-            state = None
-            if checkpoint is not None:
-                from rewardctl.checkpoint import read_checkpoint, state_for
+    def make_report(program_spec, console):
+        state = None
+        if checkpoint is not None:
+            from rewardctl.checkpoint import read_checkpoint, state_for
 
-                state = state_for(program_spec, read_checkpoint(checkpoint), checkpoint)
-            options = EvalOptions(data=data, out_dir=str(out) if out else None, limit=limit,
-                                  concurrency=concurrency, use_cache=not no_cache,
-                                  cache_dir=str(cache_dir) if cache_dir else None,
-                                  skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
-                                  max_errors=max_errors, resume=resume, shard=shard_of, max_cost=max_cost,
-                                  workers=workers)
-            report = run_async(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
-                program_spec, options, spec_path=str(spec), state=state, on_start=on_start,
-                on_progress=on_progress)))
-            if not quiet:
-                print_summary(console, report)
-            if json_out:
-                channel.write(report.model_dump_json(indent=2) + "\n")
-        if not report.passed:
-            raise typer.Exit(EXIT_THRESHOLD)
+            state = state_for(program_spec, read_checkpoint(checkpoint), checkpoint)
+        options = EvalOptions(data=data, out_dir=str(out) if out else None, limit=limit,
+                              concurrency=concurrency, use_cache=not no_cache,
+                              cache_dir=str(cache_dir) if cache_dir else None,
+                              skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
+                              max_errors=max_errors, resume=resume, shard=parse_shard(shard),
+                              max_cost=max_cost, workers=workers)
+        return run_async(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
+            program_spec, options, spec_path=str(spec), state=state, on_start=on_start,
+            on_progress=on_progress)))
 
-    _run(body)
+    _run_report_command(spec, quiet, json_out, make_report)
 
 
 @app.command("merge", epilog=EXIT_CODES_HELP)
@@ -210,24 +219,13 @@ def merge_command(
 ) -> None:
     """Join the outputs of a sharded eval into the predictions and report of one run."""
 
-    from rewardctl.console import DataChannel, print_summary, stderr_console
     from rewardctl.merge import merge_shards
-    from rewardctl.spec import load_spec
 
-    def body() -> None:
-        console = stderr_console()
-        with DataChannel() as channel:
-            program_spec = load_spec(spec)
-            report = run_async(merge_shards(program_spec, [str(s) for s in shards], str(out),
-                                            spec_path=str(spec), fail_under=fail_under))
-            if not quiet:
-                print_summary(console, report)
-            if json_out:
-                channel.write(report.model_dump_json(indent=2) + "\n")
-        if not report.passed:
-            raise typer.Exit(EXIT_THRESHOLD)
+    def make_report(program_spec, console):
+        return run_async(merge_shards(program_spec, [str(s) for s in shards], str(out),
+                                      spec_path=str(spec), fail_under=fail_under))
 
-    _run(body)
+    _run_report_command(spec, quiet, json_out, make_report)
 
 
 @app.command("score", epilog=EXIT_CODES_HELP)
@@ -246,28 +244,17 @@ def score_command(
 ) -> None:
     """Re-score existing predictions with the spec's rewards and metrics (no program model calls)."""
 
-    from rewardctl.console import DataChannel, print_summary, stderr_console
     from rewardctl.scorefile import ScoreOptions, score_predictions
-    from rewardctl.spec import load_spec
 
-    def body() -> None:
-        console = stderr_console()
-        with DataChannel() as channel:
-            program_spec = load_spec(spec)
-            options = ScoreOptions(predictions=predictions, out_dir=str(out) if out else None,
-                                   limit=limit, skip_invalid=skip_invalid, fail_under=fail_under,
-                                   use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
-            report = run_async(_with_progress(console, quiet, lambda on_start, on_progress: score_predictions(
-                program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress),
-                label="score"))
-            if not quiet:
-                print_summary(console, report)
-            if json_out:
-                channel.write(report.model_dump_json(indent=2) + "\n")
-        if not report.passed:
-            raise typer.Exit(EXIT_THRESHOLD)
+    def make_report(program_spec, console):
+        options = ScoreOptions(predictions=predictions, out_dir=str(out) if out else None,
+                               limit=limit, skip_invalid=skip_invalid, fail_under=fail_under,
+                               use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+        return run_async(_with_progress(console, quiet, lambda on_start, on_progress: score_predictions(
+            program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress),
+            label="score"))
 
-    _run(body)
+    _run_report_command(spec, quiet, json_out, make_report)
 
 
 @app.command("optimize", epilog=EXIT_CODES_HELP)

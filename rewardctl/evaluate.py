@@ -186,10 +186,11 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
         on_start(total)
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     own_pool = None
-    if pool is None and not spec.model.is_local and lm_workers(spec, options, total):
+    workers = lm_workers(spec, options, total) if pool is None else 0
+    if workers:
         from rewardctl.lm.workers import WorkerPool
 
-        pool = own_pool = WorkerPool(lm_workers(spec, options, total))
+        pool = own_pool = WorkerPool(workers)
     client = LMClient(spec.model, cache, pool=None if spec.model.is_local else pool)
     try:
         return await _evaluate(spec, options, spec_path=spec_path, program=program, state=state,
