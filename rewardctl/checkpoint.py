@@ -1,4 +1,4 @@
-"""Optimization checkpoints: versioned JSON, written atomically.
+"""Optimization checkpoints: versioned JSON (rewardctl.records.optimize.Checkpoint), written atomically.
 
 A checkpoint holds the spec's fingerprint (of everything an optimizer does not change), the
 trainable state it reached, the optimizer's config and state, the loop's population and history,
@@ -13,15 +13,16 @@ import random
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rewardctl.errors import InputError
-from rewardctl.io import atomic_write_json
+from rewardctl.io import atomic_write_text
+from rewardctl.records.optimize import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Checkpoint
+from rewardctl.spec import ProgramSpec
 from rewardctl.state import ProgramState
 
-FORMAT = "rewardctl-checkpoint"
-VERSION = 1
 
-
-def fixed_fingerprint(spec: Any) -> str:
+def fixed_fingerprint(spec: ProgramSpec) -> str:
     """Hash of the spec without its trainable state (examples, instructions) and optimizer."""
     data = spec.model_dump(mode="json", exclude={"examples", "instructions", "optimizer"})
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -37,11 +38,12 @@ def set_rng_state(rng: random.Random, state: list[Any]) -> None:
     rng.setstate((state[0], tuple(state[1]), state[2]))
 
 
-def write_checkpoint(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_json(path, {"format": FORMAT, "version": VERSION, **data})
+def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    text = json.dumps(checkpoint.model_dump(mode="json"), ensure_ascii=False, indent=2, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -49,22 +51,29 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError("no such file", path=str(path)) from None
     except (OSError, ValueError) as exc:
         raise InputError(f"not a readable checkpoint: {exc}", path=str(path)) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise InputError("not a rewardctl checkpoint", path=str(path))
-    if data.get("version") != VERSION:
-        raise InputError(f"checkpoint version {data.get('version')} is not supported (expected {VERSION})",
-                         path=str(path))
-    return data
+    if data.get("version") != CHECKPOINT_VERSION:
+        raise InputError(f"checkpoint version {data.get('version')} is not supported (expected "
+                         f"{CHECKPOINT_VERSION})", path=str(path))
+    try:
+        return Checkpoint.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InputError(f"checkpoint is malformed: {where}: {error['msg']}", path=str(path)) from None
 
 
-def state_for(spec: Any, checkpoint: dict[str, Any], path: str | Path) -> ProgramState:
+def state_for(spec: ProgramSpec, checkpoint: Checkpoint, path: str | Path) -> ProgramState:
     """The learned state of a checkpoint, after checking it was made for this spec."""
     expected = fixed_fingerprint(spec)
-    if checkpoint.get("spec_fingerprint") != expected:
+    if checkpoint.spec_fingerprint != expected:
         raise InputError(
-            f"this checkpoint was made for a different spec (fingerprint {checkpoint.get('spec_fingerprint')}, "
+            f"this checkpoint was made for a different spec (fingerprint {checkpoint.spec_fingerprint}, "
             f"this spec {expected}); only examples and instructions may differ", path=str(path))
-    try:
-        return ProgramState.from_json(checkpoint["state"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InputError(f"checkpoint state is malformed: {exc}", path=str(path)) from None
+    return ProgramState.from_json(checkpoint.state.model_dump(mode="json"))
+
+
+def load_state(spec: ProgramSpec, path: str | Path) -> ProgramState:
+    """The learned state in the checkpoint at ``path`` (eval --checkpoint, optimize --reference)."""
+    return state_for(spec, read_checkpoint(path), path)

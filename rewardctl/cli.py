@@ -19,6 +19,10 @@ import typer
 
 from rewardctl import __version__
 from rewardctl.errors import EXIT_RUN_FAILED, EXIT_THRESHOLD, RewardctlError, one_line
+import asyncio
+import contextlib
+import signal
+import warnings
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 a threshold (--fail-under or the spec's thresholds) not met; "
@@ -58,11 +62,6 @@ def _fail(message: str, code: int) -> typer.Exit:
 def run_async(coro):
     """asyncio.run, with SIGTERM handled like Ctrl-C: the command is cancelled, flushes what it
     finished, and says how to continue."""
-    import asyncio
-    import contextlib
-    import signal
-    import warnings
-
     # Cancelling on Ctrl-C or SIGTERM drops coroutines that litellm created but never started;
     # Python's warning about them says nothing to a user, and would bury the message that does.
     warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
@@ -80,8 +79,6 @@ def run_async(coro):
 
 def _run(fn):
     """Run a command body: library errors become one line on stderr and their exit code."""
-    import asyncio
-
     try:
         return fn()
     except RewardctlError as exc:
@@ -97,21 +94,25 @@ def _run(fn):
                     "(set REWARDCTL_DEBUG=1 for the traceback)", EXIT_RUN_FAILED) from None
 
 
-def _run_report_command(spec: Path, quiet: bool, json_out: bool, make_report) -> None:
+def _run_report_command(spec: Path, quiet: bool, json_out: bool, out: Path | None, make_report) -> None:
     """eval, score and merge: build the report from the loaded spec (``make_report(program_spec,
-    console)``), print the summary on stderr and, with --json, the report on stdout; exit 1 when a
-    threshold is not met."""
-    from rewardctl.console import DataChannel, print_summary, stderr_console
+    on_progress, write_report)``) under a progress bar, write its files to ``out``, print the
+    summary on stderr and, with --json, the report on stdout; exit 1 when a threshold is not met."""
+    from rewardctl.console import DataChannel, progress_bar, stderr_console
+    from rewardctl.report import print_summary, render_json, write_eval_outputs
     from rewardctl.spec import load_spec
 
     def body() -> None:
         console = stderr_console()
+        write = None if out is None else (lambda report: write_eval_outputs(out, report))
         with DataChannel() as channel:
-            report = make_report(load_spec(spec), console)
+            program_spec = load_spec(spec)
+            with progress_bar(console, quiet) as on_progress:
+                report = make_report(program_spec, on_progress, write)
             if not quiet:
                 print_summary(console, report)
             if json_out:
-                channel.write(report.model_dump_json(indent=2) + "\n")
+                channel.write(render_json(report))
         if not report.passed:
             raise typer.Exit(EXIT_THRESHOLD)
 
@@ -186,26 +187,21 @@ def eval_command(
 ) -> None:
     """Run the program over a dataset, score every output, write predictions and a report."""
 
+    from rewardctl.checkpoint import load_state
     from rewardctl.evaluate import EvalOptions, evaluate
-    from rewardctl.merge import parse_shard
 
-    def make_report(program_spec, console):
-        state = None
-        if checkpoint is not None:
-            from rewardctl.checkpoint import read_checkpoint, state_for
-
-            state = state_for(program_spec, read_checkpoint(checkpoint), checkpoint)
+    def make_report(program_spec, on_progress, write_report):
+        state = None if checkpoint is None else load_state(program_spec, checkpoint)
         options = EvalOptions(data=data, out_dir=str(out) if out else None, limit=limit,
                               concurrency=concurrency, use_cache=not no_cache,
                               cache_dir=str(cache_dir) if cache_dir else None,
                               skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
-                              max_errors=max_errors, resume=resume, shard=parse_shard(shard),
+                              max_errors=max_errors, resume=resume, shard=shard,
                               max_cost=max_cost, workers=workers)
-        return run_async(_with_progress(console, quiet, lambda on_start, on_progress: evaluate(
-            program_spec, options, spec_path=str(spec), state=state, on_start=on_start,
-            on_progress=on_progress)))
+        return run_async(evaluate(program_spec, options, spec_path=str(spec), state=state,
+                                  on_progress=on_progress, write_report=write_report))
 
-    _run_report_command(spec, quiet, json_out, make_report)
+    _run_report_command(spec, quiet, json_out, out, make_report)
 
 
 @app.command("merge", epilog=EXIT_CODES_HELP)
@@ -221,11 +217,11 @@ def merge_command(
 
     from rewardctl.merge import merge_shards
 
-    def make_report(program_spec, console):
+    def make_report(program_spec, on_progress, write_report):
         return run_async(merge_shards(program_spec, [str(s) for s in shards], str(out),
-                                      spec_path=str(spec), fail_under=fail_under))
+                                      spec_path=str(spec), fail_under=fail_under, write_report=write_report))
 
-    _run_report_command(spec, quiet, json_out, make_report)
+    _run_report_command(spec, quiet, json_out, out, make_report)
 
 
 @app.command("score", epilog=EXIT_CODES_HELP)
@@ -246,15 +242,14 @@ def score_command(
 
     from rewardctl.scorefile import ScoreOptions, score_predictions
 
-    def make_report(program_spec, console):
+    def make_report(program_spec, on_progress, write_report):
         options = ScoreOptions(predictions=predictions, out_dir=str(out) if out else None,
                                limit=limit, skip_invalid=skip_invalid, fail_under=fail_under,
                                use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
-        return run_async(_with_progress(console, quiet, lambda on_start, on_progress: score_predictions(
-            program_spec, options, spec_path=str(spec), on_start=on_start, on_progress=on_progress),
-            label="score"))
+        return run_async(score_predictions(program_spec, options, spec_path=str(spec),
+                                           on_progress=on_progress, write_report=write_report))
 
-    _run_report_command(spec, quiet, json_out, make_report)
+    _run_report_command(spec, quiet, json_out, out, make_report)
 
 
 @app.command("optimize", epilog=EXIT_CODES_HELP)
@@ -279,41 +274,30 @@ def optimize_command(
 ) -> None:
     """Improve the program's demos and instructions on training data; keep the best."""
 
-    from rewardctl.console import DataChannel, stderr_console
-    from rewardctl.optimize import OptimizeOptions, optimize, render_markdown
+    from rewardctl.console import DataChannel, progress_bar, stderr_console
+    from rewardctl.optimize import OptimizeOptions, optimize
+    from rewardctl.report import render, render_json, write_optimize_outputs
     from rewardctl.spec import load_spec
 
     def body() -> None:
         console = stderr_console()
+        options = OptimizeOptions(train=train, val=val, val_split=val_split, test=test,
+                                  out_dir=str(out) if out else None, optimizer=optimizer, epochs=epochs,
+                                  seed=seed, zero_shot=zero_shot, resume=resume, concurrency=concurrency,
+                                  reference=str(reference) if reference else None,
+                                  use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+        write = None if out is None else (lambda report: write_optimize_outputs(out, report))
         with DataChannel() as channel:
             program_spec = load_spec(spec)
-            options = OptimizeOptions(train=train, val=val, val_split=val_split, test=test,
-                                      out_dir=str(out) if out else None, optimizer=optimizer, epochs=epochs,
-                                      seed=seed, zero_shot=zero_shot, resume=resume, concurrency=concurrency,
-                                      reference=str(reference) if reference else None,
-                                      use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
-            if quiet or not console.is_terminal:  # a live bar only where someone watches it
-                report = run_async(optimize(program_spec, options, spec_path=str(spec)))
-            else:
-                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-                with Progress(TextColumn("optimize epoch {task.fields[epoch]}"), BarColumn(),
-                              TextColumn("step {task.fields[step]} · best val {task.fields[best]}"),
-                              TimeElapsedColumn(), console=console, transient=True) as bar:
-                    task = bar.add_task("optimize", total=None, epoch="-", step="-", best="-")
-
-                    def progress(event):
-                        bar.update(task, completed=event["step"], total=event["steps"],
-                                   epoch=f"{event['epoch']}/{event['epochs']}",
-                                   step=f"{event['step']}/{event['steps']}", best=f"{event['best_val']:.3f}")
-
-                    report = run_async(optimize(program_spec, options, spec_path=str(spec), progress=progress))
+            with progress_bar(console, quiet) as on_progress:
+                report = run_async(optimize(program_spec, options, spec_path=str(spec),
+                                            on_progress=on_progress, write_report=write))
             if not quiet:
-                console.print(render_markdown(report), markup=False, highlight=False, soft_wrap=True)
+                console.print(render(report, "markdown"), markup=False, highlight=False, soft_wrap=True)
                 if report.outputs:
                     console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)
             if json_out:
-                channel.write(report.model_dump_json(indent=2) + "\n")
+                channel.write(render_json(report))
 
     _run(body)
 
@@ -340,7 +324,8 @@ def inspect_rewards_command(
 
     from rewardctl.console import DataChannel, print_inspection, stderr_console
     from rewardctl.errors import InputError
-    from rewardctl.inspection import InspectOptions, inspect_rewards
+    from rewardctl.inspection import InspectOptions, inspect_rewards, write_normalized_spec
+    from rewardctl.report.inspect import write_inspect_outputs
     from rewardctl.spec import load_spec
 
     def body() -> None:
@@ -349,10 +334,13 @@ def inspect_rewards_command(
         with DataChannel() as channel:
             program_spec = load_spec(spec)
             options = InspectOptions(data=data, predictions=predictions, generate=generate, pairs=pairs,
-                                     out_dir=str(out) if out else None,
-                                     write_spec=str(write_spec) if write_spec else None, limit=limit, seed=seed,
-                                     concurrency=concurrency, use_cache=not no_cache)
-            report = run_async(inspect_rewards(program_spec, options, spec_path=str(spec)))
+                                     limit=limit, seed=seed, concurrency=concurrency, use_cache=not no_cache)
+            inspection = run_async(inspect_rewards(program_spec, options, spec_path=str(spec)))
+            report = inspection.report
+            if out:
+                write_inspect_outputs(out, report, inspection.series)
+            if write_spec:
+                write_normalized_spec(str(spec), report, str(write_spec), inspection.reward_names)
             if not quiet:
                 print_inspection(stderr_console(), report)
             if json_out:
@@ -397,40 +385,17 @@ def train_reward_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a small reward model from preference pairs (Bradley-Terry loss)."""
-    from rewardctl.console import DataChannel, stderr_console
-    from rewardctl.errors import InputError
+    from rewardctl.console import DataChannel, progress_bar, stderr_console
     from rewardctl.rm.train import TrainOptions, train_reward_model
 
     def body() -> None:
-        if split_by not in ("prompt", "pair"):
-            raise InputError("expected 'prompt' or 'pair'", field="--split-by")
         console = stderr_console()
         options = TrainOptions(pairs=pairs, out=str(out), val_split=val_split, epochs=epochs, seed=seed,
                                base_model=str(base_model) if base_model else None, centering=centering,
                                learning_rate=learning_rate, batch_size=batch_size, split_by=split_by)
         with DataChannel() as channel:
-            if quiet or not console.is_terminal:
-                result = train_reward_model(options)
-            else:
-                from rich.progress import (
-                    BarColumn,
-                    MofNCompleteColumn,
-                    Progress,
-                    TextColumn,
-                    TimeElapsedColumn,
-                )
-
-                with Progress(TextColumn("train-reward"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("loss {task.fields[loss]} · held-out acc {task.fields[acc]}"),
-                              TimeElapsedColumn(), console=console, transient=True) as bar:
-                    task = bar.add_task("train", total=None, loss="-", acc="-")
-
-                    def progress(epoch, total, row):
-                        acc = row.get("val_accuracy")
-                        bar.update(task, completed=epoch, total=total, loss=f"{row['loss']:.4f}",
-                                   acc="-" if acc is None else f"{acc:.3f}")
-
-                    result = train_reward_model(options, progress)
+            with progress_bar(console, quiet) as on_progress:
+                result = train_reward_model(options, on_progress)
             if not quiet:
                 val = "-" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
                 console.print(f"trained {result.kind} on {result.train_pairs} pairs ({result.val_pairs} held out) "
@@ -441,27 +406,6 @@ def train_reward_command(
                 channel.write(json.dumps(result.to_json(), indent=2) + "\n")
 
     _run(body)
-
-
-async def _with_progress(console, quiet: bool, start, label: str = "eval"):
-    """Run ``start(on_start, on_progress)`` under a rich progress bar on stderr."""
-    if quiet or not console.is_terminal:  # in a pipe or CI log a live bar is only noise
-        return await start(None, None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("reward {task.fields[reward]}"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task(label, total=None, reward="-")
-
-        def on_start(total):
-            progress.update(task, total=total)
-
-        def on_progress(done, total, stats):
-            mean = stats.total.running_mean
-            progress.update(task, completed=done, reward="-" if mean is None else f"{mean:.3f}")
-
-        return await start(on_start, on_progress)
 
 
 def main() -> None:

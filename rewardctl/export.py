@@ -30,9 +30,9 @@ def export_spec(spec_path: str | Path, checkpoint_path: str | Path, out: str | P
     else:
         data.pop("instructions", None)
     data["examples"] = [e.model_dump(mode="json") for e in state.examples]
-    best = checkpoint.get("best") or {}
-    header = (f"# Exported by rewardctl from {checkpoint_path} (epoch {checkpoint.get('epoch')}, "
-              f"validation reward {best.get('val', 'n/a')}).\n")
+    val = "n/a" if checkpoint.best.val is None else checkpoint.best.val
+    header = (f"# Exported by rewardctl from {checkpoint_path} (epoch {checkpoint.epoch}, "
+              f"validation reward {val}).\n")
     text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     out = Path(out)
     atomic_write_text(out, text)

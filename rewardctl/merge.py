@@ -10,36 +10,20 @@ longest shard's (the shards ran side by side) and latency percentiles are over e
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from rewardctl.dataset import ReadStats, iter_json_objects
 from rewardctl.errors import InputError
 from rewardctl.io import JsonlWriter
-from rewardctl.report import EvalReport, Usage, build_report, write_outputs
-from rewardctl.scoring import RowScores, RunStats, Scorer
+from rewardctl.records.eval import EvalReport, MetricStats, SeriesStats, Usage
+from rewardctl.records.prediction import PredictionRecord
+from rewardctl.results import build_report
+from rewardctl.scoring import RunStats, Scorer
+from rewardctl.shards import parse_shard
 from rewardctl.spec import ProgramSpec
-
-
-def parse_shard(value: str | None) -> tuple[int, int] | None:
-    """'2/4' -> (2, 4): the second of four shards (1-based, as CI matrices count jobs)."""
-    if value is None:
-        return None
-    try:
-        k_text, n_text = str(value).split("/")
-        k, n = int(k_text), int(n_text)
-    except ValueError:
-        raise InputError("expected K/N, for example 2/4", field="--shard") from None
-    if n < 1 or not 1 <= k <= n:
-        raise InputError(f"expected K/N with 1 <= K <= N, got {value}", field="--shard")
-    return k, n
-
-
-def in_shard(index: int, shard: tuple[int, int] | None) -> bool:
-    """Rows are dealt round-robin by their index in the dataset, so every shard gets a similar
-    mix of rows (an ordered dataset split in contiguous blocks would not)."""
-    return shard is None or index % shard[1] == shard[0] - 1
 
 
 def _load_report(folder: Path) -> EvalReport:
@@ -54,11 +38,18 @@ def _load_report(folder: Path) -> EvalReport:
         raise InputError(f"not a rewardctl report: {str(exc).splitlines()[0]}", path=str(path)) from None
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
     last = -1
-    for line_no, record in iter_json_objects(str(path)):
-        index = record.get("index")
-        if not isinstance(index, int) or index <= last:
+    for line_no, obj in iter_json_objects(str(path)):
+        try:
+            record = PredictionRecord.model_validate(obj)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or None
+            raise InputError(f"not an eval prediction: {error['msg']}", path=str(path), line=line_no,
+                             field=field) from None
+        index = record.index
+        if index is None or index <= last:
             raise InputError("expected rows in increasing 'index' order (eval's predictions.jsonl)",
                              path=str(path), line=line_no, field="index")
         last = index
@@ -84,12 +75,8 @@ def _sum_usage(usages: list[Usage | None]) -> Usage | None:
     )
 
 
-async def merge_shards(spec: ProgramSpec, shard_dirs: list[str], out_dir: str, *,
-                       spec_path: str | None = None, fail_under: float | None = None) -> EvalReport:
-    if not shard_dirs:
-        raise InputError("no shard folders given")
-    folders = [Path(d) for d in shard_dirs]
-    reports = [_load_report(f) for f in folders]
+def _check_shards(spec: ProgramSpec, folders: list[Path], reports: list[EvalReport]) -> None:
+    """Every shard of one split, once, from this spec and the same data."""
     fingerprint = spec.fingerprint()
     seen: dict[int, Path] = {}
     total_shards = None
@@ -117,44 +104,55 @@ async def merge_shards(spec: ProgramSpec, shard_dirs: list[str], out_dir: str, *
         listed = ", ".join(f"{k}/{total_shards}" for k in missing)
         raise InputError(f"missing shards: {listed} (every shard's folder is needed)")
 
-    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=False)
+
+def _count_unscored(scorer: Scorer, reports: list[EvalReport]) -> None:
+    """Rows a judge could not grade were counted by each shard."""
     objects = scorer.score_objects()
-    for report in reports:  # rows a judge could not grade were counted by each shard
-        for group in ("rewards", "metrics"):
-            for name, stats in (report.stats.get(group) or {}).items():
-                if name in objects and isinstance(stats, dict) and stats.get("unscored"):
-                    objects[name].unscored += int(stats["unscored"])
-    stats = RunStats(scorer)
-    # Every shard reads every line (and skips the same invalid ones); it keeps only its rows.
-    read_stats = ReadStats(skipped=reports[0].data.skipped, skipped_examples=list(reports[0].skipped_examples))
-    out = Path(out_dir)
+    for report in reports:
+        groups: list[dict[str, MetricStats]] = [dict(report.stats.rewards), report.stats.metrics]
+        for group in groups:
+            for name, stats in group.items():
+                if name in objects and isinstance(stats, SeriesStats) and stats.unscored:
+                    objects[name].unscored += stats.unscored
+
+
+def _merge_rows(folders: list[Path], out: Path, stats: RunStats) -> None:
+    """The shards' predictions in index order, into one predictions.jsonl (streamed)."""
     writer = JsonlWriter(out / "predictions.jsonl")
     streams = [_records(f / "predictions.jsonl") for f in folders]
     try:
-        for index, record in heapq.merge(*streams, key=lambda item: item[0]):
-            ok = record.get("status") == "ok"
-            tokens = record.get("tokens") or {}
-            scores = RowScores(record.get("rewards") or {}, record.get("metrics") or {}, record.get("reward"),
-                               record.get("components") or {})
-            stats.add(scores, y_true=record.get("y_true") or {}, y_pred=record.get("y_pred"),
-                      inputs=record.get("inputs"), ok=ok, error=record.get("error"), index=index,
-                      line=record.get("line"), latency_s=record.get("latency_s"),
-                      cached=bool(record.get("cached")), prompt_tokens=tokens.get("prompt", 0),
-                      completion_tokens=tokens.get("completion", 0))
-            writer.write(record)
+        for _, record in heapq.merge(*streams, key=lambda item: item[0]):
+            stats.add(record)
+            writer.write(record.to_line())
     except BaseException:
         writer.close()
         raise
     writer.commit()
+
+
+async def merge_shards(spec: ProgramSpec, shard_dirs: list[str], out_dir: str, *,
+                       spec_path: str | None = None, fail_under: float | None = None,
+                       write_report: Callable[[EvalReport], None] | None = None) -> EvalReport:
+    if not shard_dirs:
+        raise InputError("no shard folders given")
+    folders = [Path(d) for d in shard_dirs]
+    reports = [_load_report(f) for f in folders]
+    _check_shards(spec, folders, reports)
+    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=False)
+    _count_unscored(scorer, reports)
+    stats = RunStats(scorer)
+    out = Path(out_dir)
+    _merge_rows(folders, out, stats)
+    # Every shard reads every line (and skips the same invalid ones); it keeps only its rows.
+    read_stats = ReadStats(skipped=reports[0].data.skipped, skipped_examples=list(reports[0].skipped_examples))
     warnings = list(dict.fromkeys(w for r in reports for w in r.warnings))
-    outputs = {"predictions": str(out / "predictions.jsonl"), "report": str(out / "report.json"),
-               "markdown": str(out / "report.md")}
     report = build_report(kind="eval", spec=spec, spec_path=spec_path, data_path=reports[0].data.path,
                           stats=stats, read_stats=read_stats, scorer=scorer,
                           wall=max(r.wall_time_s for r in reports), limit=reports[0].data.limit,
                           fail_under=fail_under, usage=_sum_usage([r.usage for r in reports]),
-                          outputs=outputs, normalization=reports[0].normalization, warnings=warnings)
+                          outputs={"predictions": str(out / "predictions.jsonl")},
+                          normalization=reports[0].normalization, warnings=warnings)
     report.merged_from = [str(f) for f in folders]
-    write_outputs(out, report)
+    if write_report is not None:
+        write_report(report)
     return report
-

@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-from rewardctl import __version__
 from rewardctl.checkpoint import (
     fixed_fingerprint,
+    load_state,
     read_checkpoint,
     rng_state,
     set_rng_state,
@@ -38,18 +36,32 @@ from rewardctl.checkpoint import (
 )
 from rewardctl.dataset import Row, read_rows
 from rewardctl.errors import InputError, RunError
-from rewardctl.io import atomic_write_json, atomic_write_text
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
 from rewardctl.metrics.stats import bootstrap_ci
-from rewardctl.optimizers import REGISTRY, Observation, OptimizerConfig
+from rewardctl.optimizers import OPTIMIZERS, Observation, Optimizer, OptimizerConfig
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction
+from rewardctl.progress import Progress, ProgressCallback
+from rewardctl.records.eval import SpecInfo, Usage
+from rewardctl.records.optimize import (
+    BestState,
+    CandidateRecord,
+    Checkpoint,
+    Comparison,
+    EpochRecord,
+    KLEstimate,
+    OptimizeData,
+    OptimizeReport,
+    StateRecord,
+    StepRecord,
+)
 from rewardctl.runner import Runner, kl_to_reference, mean_reward, score_means
 from rewardctl.scoring import RowScores, Scorer
-from rewardctl.state import ProgramState
+from rewardctl.spec import ProgramSpec
+from rewardctl.state import Example, ProgramState
 
-REPORT_SCHEMA_VERSION = 1
+DEFAULT_OPTIMIZER = "random_few_shot"
 
 
 @dataclass
@@ -69,64 +81,47 @@ class OptimizeOptions:
     use_cache: bool = True
     cache_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        """Every option is checked here, once, before any work starts."""
+        if self.val is None and not 0 < self.val_split < 1:
+            raise InputError("expected a share between 0 and 1", field="--val-split")
+        if self.resume and self.out_dir is None:
+            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
+        if self.optimizer is not None:
+            OPTIMIZERS.get(self.optimizer, field="--optimizer")
+
 
 @dataclass
 class Candidate:
     state: ProgramState
     key: str
-    val: float | None = None  # mean reward on the whole validation set
-    mini: float | None = None  # mean reward on its validation minibatch
+    val: float | None = None  # mean objective on the whole validation set
+    mini: float | None = None  # mean objective on its validation minibatch
     epoch: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"state": self.state.to_json(), "val": self.val, "mini": self.mini, "epoch": self.epoch}
+    def to_record(self) -> CandidateRecord:
+        return CandidateRecord(state=state_record(self.state), val=self.val, mini=self.mini, epoch=self.epoch)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Candidate:
-        state = ProgramState.from_json(data["state"])
-        return cls(state, state.key(), data.get("val"), data.get("mini"), data.get("epoch", 0))
+    def from_record(cls, record: CandidateRecord) -> Candidate:
+        state = program_state(record.state)
+        return cls(state, state.key(), record.val, record.mini, record.epoch)
 
 
-class Comparison(BaseModel):
-    rows: int
-    baseline: float | None
-    optimized: float | None
-    difference: float | None
-    ci95: list[float] | None = Field(None, description="95% bootstrap CI of the paired difference.")
-    scores: dict[str, dict[str, float | None]] = Field(
-        default_factory=dict, description="Each reward's and metric's mean: {name: {baseline, optimized}}.")
+def state_record(state: ProgramState) -> StateRecord:
+    return StateRecord.model_validate(state.to_json())
 
 
-class OptimizeReport(BaseModel):
-    schema_version: int = REPORT_SCHEMA_VERSION
-    kind: str = "optimize"
-    rewardctl_version: str = __version__
-    spec: dict[str, Any]
-    optimizer: dict[str, Any]
-    data: dict[str, Any]
-    history: list[dict[str, Any]]
-    steps: list[dict[str, Any]] = Field(default_factory=list, description="Every candidate scored on a minibatch.")
-    best: dict[str, Any]
-    kl_to_reference: dict[str, Any] | None = Field(
-        None, description="The best state's KL to the reference, from sampled outputs (local models).")
-    warnings: list[str] = Field(default_factory=list)
-    validation: Comparison
-    test: Comparison | None = None
-    early_stopped: bool = False
-    resumed_from_epoch: int | None = None
-    wall_time_s: float
-    usage: dict[str, float | int | None]
-    outputs: dict[str, str] = Field(default_factory=dict)
+def program_state(record: StateRecord) -> ProgramState:
+    return ProgramState.from_json(record.model_dump(mode="json"))
 
 
-def resolve_config(spec: Any, options: OptimizeOptions) -> OptimizerConfig:
+def resolve_config(spec: ProgramSpec, options: OptimizeOptions) -> OptimizerConfig:
     """The optimizer's config: the spec's, or the named optimizer's defaults; CLI flags win."""
     config = spec.optimizer
-    name = options.optimizer or (config.type if config is not None else "random_few_shot")
-    if name not in REGISTRY:
-        raise InputError(f"unknown optimizer '{name}' (known: {', '.join(sorted(REGISTRY))})", field="--optimizer")
+    name = options.optimizer or (config.type if config is not None else DEFAULT_OPTIMIZER)
     if config is None or config.type != name:
-        config = REGISTRY[name].config_model()
+        config = OPTIMIZERS.get(name, field="--optimizer").config_model()
     updates: dict[str, Any] = {}
     if options.epochs is not None:
         updates["epochs"] = options.epochs
@@ -137,17 +132,40 @@ def resolve_config(spec: Any, options: OptimizeOptions) -> OptimizerConfig:
     return config.model_copy(update=updates) if updates else config
 
 
-def _load_rows(path: str, spec: Any, required: dict[str, str], what: str) -> list[Row]:
+def _load_rows(path: str, spec: ProgramSpec, required: dict[str, str], what: str) -> list[Row]:
     rows = list(read_rows(path, spec.inputs, spec.outputs, required_outputs=required))
     if not rows:
         raise InputError(f"the {what} set is empty", path=path)
     return rows
 
 
-def _data_fingerprint(train: list[Row], val: list[Row]) -> str:
-    payload = json.dumps([[r.inputs, r.y_true] for r in train] + [None] + [[r.inputs, r.y_true] for r in val],
-                         sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+@dataclass
+class Splits:
+    train: list[Row]
+    val: list[Row]
+    test: list[Row] | None
+
+    def fingerprint(self) -> str:
+        payload = json.dumps([[r.inputs, r.y_true] for r in self.train] + [None]
+                             + [[r.inputs, r.y_true] for r in self.val], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_splits(spec: ProgramSpec, options: OptimizeOptions, seed: int, required: dict[str, str]) -> Splits:
+    """Training, validation (given, or split off the training set with ``seed``) and test rows."""
+    train = _load_rows(options.train, spec, required, "training")
+    if options.val is not None:
+        val = _load_rows(options.val, spec, required, "validation")
+    else:
+        if len(train) < 2:
+            raise InputError("needs at least 2 training rows to split off a validation set", path=options.train)
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        n_val = min(len(train) - 1, max(1, round(len(train) * options.val_split)))
+        val = [train[i] for i in sorted(order[:n_val])]
+        train = [train[i] for i in sorted(order[n_val:])]
+    test = _load_rows(options.test, spec, required, "test") if options.test else None
+    return Splits(train, val, test)
 
 
 def compare(baseline: list[tuple[Prediction, RowScores]], optimized: list[tuple[Prediction, RowScores]],
@@ -171,330 +189,247 @@ class LoopState:
     population: list[Candidate] = field(default_factory=list)
     best: Candidate | None = None
     best_epoch: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     no_improve: int = 0
     seen: set[str] = field(default_factory=set)
     baseline_val: float = 0.0
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
-ProgressCallback = Callable[[dict[str, Any]], None]
+ReportWriter = Callable[[OptimizeReport], None]
 
 
-async def optimize(spec: Any, options: OptimizeOptions, *, spec_path: str | None = None,
-                   progress: ProgressCallback | None = None) -> OptimizeReport:
+async def optimize(spec: ProgramSpec, options: OptimizeOptions, *, spec_path: str | None = None,
+                   on_progress: ProgressCallback | None = None,
+                   write_report: ReportWriter | None = None) -> OptimizeReport:
+    """Optimize, checkpointing every epoch; ``write_report`` (the report layer's writer) gets the
+    final report."""
     started = time.perf_counter()
     config = resolve_config(spec, options)
     scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache, cache_dir=options.cache_dir)
     scorer.check_ready()
-    required = scorer.required_outputs(spec.outputs)
-    train = _load_rows(options.train, spec, required, "training")
-    if options.val is not None:
-        val = _load_rows(options.val, spec, required, "validation")
-    else:
-        if not 0 < options.val_split < 1:
-            raise InputError("expected a share between 0 and 1", field="--val-split")
-        if len(train) < 2:
-            raise InputError("needs at least 2 training rows to split off a validation set", path=options.train)
-        order = list(range(len(train)))
-        random.Random(config.seed).shuffle(order)
-        n_val = min(len(train) - 1, max(1, round(len(train) * options.val_split)))
-        val = [train[i] for i in sorted(order[:n_val])]
-        train = [train[i] for i in sorted(order[n_val:])]
-    test = _load_rows(options.test, spec, required, "test") if options.test else None
-    fingerprint, data_fingerprint = fixed_fingerprint(spec), _data_fingerprint(train, val)
-
-    optimizer = REGISTRY[config.type](config, spec.outputs)
-    if hasattr(optimizer, "set_labeled"):
-        from rewardctl.state import Example
-
-        optimizer.set_labeled([Example(input=r.inputs, output=r.y_true) for r in train
-                               if r.y_true is not None and all(k in r.y_true for k in spec.outputs)])
-    initial = ProgramState(spec.instructions, [] if config.start == "zero_shot" else list(spec.examples))
-    reference = initial
-    if options.reference is not None:
-        from rewardctl.checkpoint import state_for
-
-        reference = state_for(spec, read_checkpoint(options.reference), options.reference)
-    optimizer.set_reference(reference)
+    splits = load_splits(spec, options, config.seed, scorer.required_outputs(spec.outputs))
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     client = LMClient(spec.model, cache)
-    runner = Runner(spec, scorer, client, options.concurrency, options.use_cache)
-    rng = random.Random(config.seed)
-    out = Path(options.out_dir) if options.out_dir else None
-    loop = LoopState()
-    resumed_from = None
-
-    if options.resume:
-        if out is None:
-            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
-        resumed_from = _restore(out, loop, rng, optimizer, config, fingerprint, data_fingerprint)
-    else:
-        first = Candidate(initial, initial.key(), epoch=0)
-        first.val = loop.baseline_val = (await optimizer.evaluate(runner, initial, val, rng.getrandbits(31)))["objective"]
-        loop.population, loop.best, loop.seen = [first], first, {first.key}
-
-    def checkpoint_data(state: ProgramState) -> dict[str, Any]:
-        return {
-            "spec": spec.name, "spec_fingerprint": fingerprint, "data_fingerprint": data_fingerprint,
-            "epoch": loop.epoch, "state": state.to_json(), "optimizer": config.model_dump(mode="json"),
-            "optimizer_state": optimizer.state_dict(), "rng_state": rng_state(rng),
-            "population": [c.to_json() for c in loop.population], "best": loop.best.to_json(),
-            "best_epoch": loop.best_epoch, "history": loop.history, "no_improve": loop.no_improve,
-            "seen": sorted(loop.seen), "baseline_val": loop.baseline_val, "steps": loop.steps,
-            "warnings": loop.warnings,
-        }
-
-    async def score_step(state: ProgramState, rows: list[Row], epoch: int, step: int) -> float:
-        """Score a candidate on a minibatch, record the step, let the optimizer adapt."""
-        stats = await optimizer.evaluate(runner, state, rows, rng.getrandbits(31))
-        optimizer.after_step(stats)
-        loop.steps.append({"epoch": epoch, "step": step, "rows": len(rows), **stats})
-        if "kl" in stats and not stats.get("kl_in_band", True):
-            what = "negative (the estimate is noisy, or its samples were not drawn from the scored distribution)" \
-                if stats["kl"] < 0 else "above 10 nats (the candidate drifted far from the reference)"
-            loop.warnings.append(f"epoch {epoch} step {step}: KL {stats['kl']:.2f} is {what}")
-        return stats["objective"]
-
-    early_stopped = False
+    run = OptimizeRun(spec, options, config, splits, Runner(spec, scorer, client, options.concurrency,
+                                                            options.use_cache), on_progress)
     try:
-        while loop.epoch < config.epochs:
-            if config.patience is not None and loop.no_improve >= config.patience:
-                early_stopped = True
-                break
-            epoch_started = time.perf_counter()
-            epoch = loop.epoch + 1
-            optimizer.start_epoch()
-            order = list(range(len(train)))
-            rng.shuffle(order)
-            steps = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-            train_rewards: list[float] = []
-            fresh: list[Candidate] = []
-            for step, indices in enumerate(steps, start=1):
-                batch = [train[i] for i in indices]
-                parent = rng.choice(loop.population).state
-                runner_state = optimizer.teacher(parent, rng) if hasattr(optimizer, "teacher") else parent
-                results = await runner.run(runner_state, batch)
-                train_rewards += [s.reward for _, s in results if s.reward is not None]
-                optimizer.observe([Observation(r.inputs, r.y_true or {}, p.y_pred if p.ok else None, s.reward)
-                                   for r, (p, s) in zip(batch, results, strict=True)])
-                proposal = optimizer.propose(parent, rng)
-                if proposal is not None and proposal.key() not in loop.seen:
-                    loop.seen.add(proposal.key())
-                    size = config.val_batch_size
-                    mini_rows = val if size == 0 or size >= len(val) else rng.sample(val, size)
-                    fresh.append(Candidate(proposal, proposal.key(),
-                                           mini=await score_step(proposal, mini_rows, epoch, step), epoch=epoch))
-                if progress is not None:
-                    progress({"epoch": epoch, "epochs": config.epochs, "step": step, "steps": len(steps),
-                              "best_val": loop.best.val})
-            shortlist = sorted(fresh, key=lambda c: -(c.mini or 0.0))[: config.population_size]
-            for candidate in shortlist:
-                candidate.val = (await optimizer.evaluate(runner, candidate.state, val, rng.getrandbits(31)))["objective"]
-            loop.population = sorted([*loop.population, *shortlist],
-                                     key=lambda c: -(c.val or 0.0))[: config.population_size]
-            leader = loop.population[0]
-            leader_results = await runner.run(leader.state, val)
-            if (leader.val or 0.0) > (loop.best.val or 0.0) + 1e-12:
-                loop.best, loop.best_epoch, loop.no_improve = leader, epoch, 0
-            else:
-                loop.no_improve += 1
-            loop.epoch = epoch
-            loop.history.append({
-                "epoch": epoch,
-                "train_reward": sum(train_rewards) / len(train_rewards) if train_rewards else None,
-                "val_reward": mean_reward(leader_results), "val_objective": leader.val,
-                "best_val_objective": loop.best.val,
-                "metrics": score_means(leader_results), "candidates": len(fresh),
-                "demos": len(leader.state.examples), "seconds": round(time.perf_counter() - epoch_started, 2),
-            })
-            if out is not None:
-                write_checkpoint(out / "checkpoints" / f"epoch-{epoch:03d}.json", checkpoint_data(leader.state))
-                write_checkpoint(out / "best.json", checkpoint_data(loop.best.state))
+        await run.start()
+        await run.train()
+        report = await run.final(spec_path, started)
     except (asyncio.CancelledError, KeyboardInterrupt):
+        raise RunError(run.interrupted_message()) from None
+    finally:
         if cache is not None:
             cache.close()
-        where = f"; {loop.epoch} epochs are checkpointed in {out}, continue with --resume" if out else ""
-        raise RunError(f"interrupted during epoch {loop.epoch + 1}{where}") from None
-
-    if out is not None and loop.epoch == 0 and not (out / "best.json").exists():
-        write_checkpoint(out / "best.json", checkpoint_data(loop.best.state))
-    validation = compare(await runner.run(initial, val), await runner.run(loop.best.state, val), config.seed)
-    test_cmp = None
-    if test is not None:
-        test_cmp = compare(await runner.run(initial, test), await runner.run(loop.best.state, test), config.seed)
-    kl_report = None
-    if spec.model.is_local and spec.model.resolved_format == "fields":
-        kl_report = await kl_to_reference(runner, loop.best.state, reference, val, seed=config.seed)
-    if cache is not None:
-        cache.close()
-    report = OptimizeReport(
-        spec={"path": spec_path, "name": spec.name, "fingerprint": fingerprint, "model": spec.model.name},
-        optimizer=config.model_dump(mode="json"),
-        data={"train": options.train, "val": options.val or f"{options.val_split:g} of train",
-              "test": options.test, "train_rows": len(train), "val_rows": len(val),
-              "test_rows": len(test) if test is not None else None, "fingerprint": data_fingerprint},
-        history=loop.history, steps=loop.steps, kl_to_reference=kl_report, warnings=loop.warnings,
-        best={"epoch": loop.best_epoch, "val_reward": loop.best.val, "val_objective": loop.best.val,
-              "demos": len(loop.best.state.examples),
-              "instructions": loop.best.state.instructions, "state": loop.best.state.to_json()},
-        validation=validation, test=test_cmp, early_stopped=early_stopped, resumed_from_epoch=resumed_from,
-        wall_time_s=round(time.perf_counter() - started, 2),
-        usage={"requests": client.requests, "prompt_tokens": client.prompt_tokens,
-               "completion_tokens": client.completion_tokens, "cost_usd": client.run_cost()},
-    )
-    if out is not None:
-        report.outputs = {"best": str(out / "best.json"), "report": str(out / "report.json"),
-                          "markdown": str(out / "report.md"), "learning_curve": str(out / "learning_curve.png")}
-        atomic_write_json(out / "report.json", report.model_dump(mode="json"))
-        atomic_write_text(out / "report.md", render_markdown(report))
-        plot_learning_curve(report, out / "learning_curve.png")
-        if any("kl" in step for step in report.steps):
-            plot_kl_curve(report, out / "kl_curve.png")
-            report.outputs["kl_curve"] = str(out / "kl_curve.png")
-            atomic_write_json(out / "report.json", report.model_dump(mode="json"))
+    if write_report is not None:
+        write_report(report)
     return report
 
 
-def _restore(out: Path, loop: LoopState, rng: random.Random, optimizer: Any, config: OptimizerConfig,
-             fingerprint: str, data_fingerprint: str) -> int:
+class OptimizeRun:
+    """The loop's state and its phases: start (baseline or restore), train (epochs of steps),
+    final (baseline and best compared on validation and test rows)."""
+
+    def __init__(self, spec: ProgramSpec, options: OptimizeOptions, config: OptimizerConfig, splits: Splits,
+                 runner: Runner, on_progress: ProgressCallback | None):
+        self.spec, self.options, self.config, self.splits = spec, options, config, splits
+        self.runner, self.on_progress = runner, on_progress
+        self.optimizer: Optimizer = OPTIMIZERS[config.type](config, spec.outputs)
+        self.optimizer.set_labeled([Example(input=r.inputs, output=r.y_true) for r in splits.train
+                                    if r.y_true is not None and all(k in r.y_true for k in spec.outputs)])
+        self.initial = ProgramState(spec.instructions, [] if config.start == "zero_shot" else list(spec.examples))
+        self.reference = self.initial
+        if options.reference is not None:
+            self.reference = load_state(spec, options.reference)
+        self.optimizer.set_reference(self.reference)
+        self.rng = random.Random(config.seed)
+        self.out = Path(options.out_dir) if options.out_dir else None
+        self.loop = LoopState()
+        self.resumed_from: int | None = None
+        self.early_stopped = False
+        self.fingerprint, self.data_fingerprint = fixed_fingerprint(spec), splits.fingerprint()
+        self.phase = "start"
+
+    def _progress(self, phase: str, done: int, total: int | None) -> None:
+        self.phase = phase
+        if self.on_progress is not None:
+            best = self.loop.best.val if self.loop.best is not None else None
+            self.on_progress(Progress(phase, done, total, best, label="best val"))
+
+    def interrupted_message(self) -> str:
+        where = f"; {self.loop.epoch} epochs are checkpointed in {self.out}, continue with --resume" if self.out else ""
+        when = "in the final evaluation" if self.phase == "final evaluation" else f"during epoch {self.loop.epoch + 1}"
+        return f"interrupted {when}{where}"
+
+    async def start(self) -> None:
+        """The baseline's validation score, or the state of an interrupted run."""
+        if self.options.resume:
+            assert self.out is not None
+            self.resumed_from = restore(self.out, self)
+            return
+        self._progress("baseline", 0, None)
+        first = Candidate(self.initial, self.initial.key(), epoch=0)
+        first.val = self.loop.baseline_val = (await self.optimizer.evaluate(
+            self.runner, self.initial, self.splits.val, self.rng.getrandbits(31))).objective
+        self.loop.population, self.loop.best, self.loop.seen = [first], first, {first.key}
+
+    async def train(self) -> None:
+        loop, config = self.loop, self.config
+        while loop.epoch < config.epochs:
+            if config.patience is not None and loop.no_improve >= config.patience:
+                self.early_stopped = True
+                return
+            await self.epoch(loop.epoch + 1)
+
+    async def epoch(self, epoch: int) -> None:
+        epoch_started = time.perf_counter()
+        self.optimizer.start_epoch()
+        train = self.splits.train
+        order = list(range(len(train)))
+        self.rng.shuffle(order)
+        size = self.config.batch_size
+        steps = [order[i : i + size] for i in range(0, len(order), size)]
+        train_rewards: list[float] = []
+        fresh: list[Candidate] = []
+        for step, indices in enumerate(steps, start=1):
+            candidate = await self.step([train[i] for i in indices], epoch, step, train_rewards)
+            if candidate is not None:
+                fresh.append(candidate)
+            self._progress(f"optimize epoch {epoch}/{self.config.epochs}", step, len(steps))
+        await self.end_epoch(epoch, fresh, train_rewards, epoch_started)
+
+    async def step(self, batch: list[Row], epoch: int, step: int, train_rewards: list[float]) -> Candidate | None:
+        """Run a parent on a training batch, let the optimizer propose, score a new proposal on a
+        validation minibatch."""
+        loop, rng = self.loop, self.rng
+        parent = rng.choice(loop.population).state
+        results = await self.runner.run(self.optimizer.teacher(parent, rng), batch)
+        train_rewards += [s.reward for _, s in results if s.reward is not None]
+        self.optimizer.observe([Observation(r.inputs, r.y_true or {}, p.y_pred if p.ok else None, s.reward)
+                                for r, (p, s) in zip(batch, results, strict=True)])
+        proposal = self.optimizer.propose(parent, rng)
+        if proposal is None or proposal.key() in loop.seen:
+            return None
+        loop.seen.add(proposal.key())
+        val, size = self.splits.val, self.config.val_batch_size
+        mini_rows = val if size == 0 or size >= len(val) else rng.sample(val, size)
+        return Candidate(proposal, proposal.key(), mini=await self.score_step(proposal, mini_rows, epoch, step),
+                         epoch=epoch)
+
+    async def score_step(self, state: ProgramState, rows: list[Row], epoch: int, step: int) -> float:
+        """Score a candidate on a minibatch, record the step, let the optimizer adapt."""
+        score = await self.optimizer.evaluate(self.runner, state, rows, self.rng.getrandbits(31))
+        self.optimizer.after_step(score)
+        self.loop.steps.append(StepRecord(epoch=epoch, step=step, rows=len(rows), **score.model_dump()))
+        if score.kl is not None and score.kl_in_band is False:
+            what = "negative (the estimate is noisy, or its samples were not drawn from the scored distribution)" \
+                if score.kl < 0 else "above 10 nats (the candidate drifted far from the reference)"
+            self.loop.warnings.append(f"epoch {epoch} step {step}: KL {score.kl:.2f} is {what}")
+        return score.objective
+
+    async def end_epoch(self, epoch: int, fresh: list[Candidate], train_rewards: list[float],
+                        epoch_started: float) -> None:
+        """Score the best new candidates on the whole validation set, update the population and
+        the best, record the epoch, checkpoint."""
+        loop, config, val = self.loop, self.config, self.splits.val
+        shortlist = sorted(fresh, key=lambda c: -(c.mini or 0.0))[: config.population_size]
+        for candidate in shortlist:
+            candidate.val = (await self.optimizer.evaluate(self.runner, candidate.state, val,
+                                                           self.rng.getrandbits(31))).objective
+        loop.population = sorted([*loop.population, *shortlist], key=lambda c: -(c.val or 0.0))[: config.population_size]
+        leader = loop.population[0]
+        leader_results = await self.runner.run(leader.state, val)
+        assert loop.best is not None
+        if (leader.val or 0.0) > (loop.best.val or 0.0) + 1e-12:
+            loop.best, loop.best_epoch, loop.no_improve = leader, epoch, 0
+        else:
+            loop.no_improve += 1
+        loop.epoch = epoch
+        loop.history.append(EpochRecord(
+            epoch=epoch, train_reward=sum(train_rewards) / len(train_rewards) if train_rewards else None,
+            val_reward=mean_reward(leader_results), val_objective=leader.val,
+            best_val_objective=loop.best.val, metrics=score_means(leader_results), candidates=len(fresh),
+            demos=len(leader.state.examples), seconds=round(time.perf_counter() - epoch_started, 2)))
+        if self.out is not None:
+            write_checkpoint(self.out / "checkpoints" / f"epoch-{epoch:03d}.json", self.checkpoint(leader.state))
+            write_checkpoint(self.out / "best.json", self.checkpoint(loop.best.state))
+
+    def checkpoint(self, state: ProgramState) -> Checkpoint:
+        loop = self.loop
+        assert loop.best is not None
+        return Checkpoint(
+            spec=self.spec.name, spec_fingerprint=self.fingerprint, data_fingerprint=self.data_fingerprint,
+            epoch=loop.epoch, state=state_record(state), optimizer=self.config.model_dump(mode="json"),
+            optimizer_state=self.optimizer.state_dict(), rng_state=rng_state(self.rng),
+            population=[c.to_record() for c in loop.population], best=loop.best.to_record(),
+            best_epoch=loop.best_epoch, history=loop.history, no_improve=loop.no_improve,
+            seen=sorted(loop.seen), baseline_val=loop.baseline_val, steps=loop.steps, warnings=loop.warnings)
+
+    async def final(self, spec_path: str | None, started: float) -> OptimizeReport:
+        """Baseline and best on the same validation (and test) rows; the best's KL to the reference."""
+        loop, runner, splits, seed = self.loop, self.runner, self.splits, self.config.seed
+        assert loop.best is not None
+        if self.out is not None and loop.epoch == 0 and not (self.out / "best.json").exists():
+            write_checkpoint(self.out / "best.json", self.checkpoint(loop.best.state))
+        self._progress("final evaluation", 0, 2 if splits.test is None else 4)
+        validation = compare(await runner.run(self.initial, splits.val), await runner.run(loop.best.state, splits.val), seed)
+        test_cmp = None
+        if splits.test is not None:
+            test_cmp = compare(await runner.run(self.initial, splits.test),
+                               await runner.run(loop.best.state, splits.test), seed)
+        kl_report = None
+        if self.spec.model.is_local and self.spec.model.resolved_format == "fields":
+            self._progress("final evaluation: KL to the reference", 0, None)
+            kl_report = KLEstimate(**await kl_to_reference(runner, loop.best.state, self.reference, splits.val, seed=seed))
+        return self.report(spec_path, started, validation, test_cmp, kl_report)
+
+    def report(self, spec_path: str | None, started: float, validation: Comparison, test: Comparison | None,
+               kl_report: KLEstimate | None) -> OptimizeReport:
+        loop, spec, splits, options, client = self.loop, self.spec, self.splits, self.options, self.runner.client
+        assert loop.best is not None
+        return OptimizeReport(
+            spec=SpecInfo(path=spec_path, name=spec.name, fingerprint=self.fingerprint, model=spec.model.name),
+            optimizer=self.config.model_dump(mode="json"),
+            data=OptimizeData(train=options.train, val=options.val or f"{options.val_split:g} of train",
+                              test=options.test, train_rows=len(splits.train), val_rows=len(splits.val),
+                              test_rows=len(splits.test) if splits.test is not None else None,
+                              fingerprint=self.data_fingerprint),
+            history=loop.history, steps=loop.steps, kl_to_reference=kl_report, warnings=loop.warnings,
+            best=BestState(epoch=loop.best_epoch, val_reward=loop.best.val, val_objective=loop.best.val,
+                           demos=len(loop.best.state.examples), instructions=loop.best.state.instructions,
+                           state=state_record(loop.best.state)),
+            validation=validation, test=test, early_stopped=self.early_stopped,
+            resumed_from_epoch=self.resumed_from, wall_time_s=round(time.perf_counter() - started, 2),
+            usage=Usage(requests=client.requests, prompt_tokens=client.prompt_tokens,
+                        completion_tokens=client.completion_tokens, retries=client.retried,
+                        faults=client.faults, cost_usd=client.run_cost()))
+
+
+def restore(out: Path, run: OptimizeRun) -> int:
+    """Load the last checkpoint of an interrupted run into ``run``; returns its epoch."""
     checkpoints = sorted((out / "checkpoints").glob("epoch-*.json"))
     if not checkpoints:
         raise InputError(f"nothing to resume: no checkpoints in {out / 'checkpoints'}")
     path = checkpoints[-1]
     data = read_checkpoint(path)
-    if data.get("spec_fingerprint") != fingerprint:
+    if data.spec_fingerprint != run.fingerprint:
         raise InputError("the spec changed since this run started; start a new run", path=str(path))
-    if data.get("data_fingerprint") != data_fingerprint:
+    if data.data_fingerprint != run.data_fingerprint:
         raise InputError("the training or validation data changed since this run started", path=str(path))
-    saved = {k: v for k, v in data["optimizer"].items() if k not in ("epochs", "patience")}
-    current = {k: v for k, v in config.model_dump(mode="json").items() if k not in ("epochs", "patience")}
+    mutable = ("epochs", "patience")
+    saved = {k: v for k, v in data.optimizer.items() if k not in mutable}
+    current = {k: v for k, v in run.config.model_dump(mode="json").items() if k not in mutable}
     if saved != current:
         raise InputError("the optimizer's settings changed since this run started (only epochs and "
                          "patience may change on --resume)", path=str(path))
-    loop.epoch = data["epoch"]
-    loop.population = [Candidate.from_json(c) for c in data["population"]]
-    loop.best = Candidate.from_json(data["best"])
-    loop.best_epoch = data["best_epoch"]
-    loop.history = data["history"]
-    loop.no_improve = data["no_improve"]
-    loop.seen = set(data["seen"])
-    loop.baseline_val = data["baseline_val"]
-    loop.steps = data.get("steps", [])
-    loop.warnings = data.get("warnings", [])
-    optimizer.load_state_dict(data.get("optimizer_state", {}))
-    set_rng_state(rng, data["rng_state"])
+    loop = run.loop
+    loop.epoch, loop.best_epoch, loop.no_improve = data.epoch, data.best_epoch, data.no_improve
+    loop.population = [Candidate.from_record(c) for c in data.population]
+    loop.best = Candidate.from_record(data.best)
+    loop.history, loop.steps, loop.warnings = data.history, data.steps, data.warnings
+    loop.seen, loop.baseline_val = set(data.seen), data.baseline_val
+    run.optimizer.load_state_dict(data.optimizer_state)
+    set_rng_state(run.rng, data.rng_state)
     return loop.epoch
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def render_markdown(report: OptimizeReport) -> str:
-    lines = [f"## rewardctl optimize: {report.spec['name']} ({report.optimizer['type']})", "",
-             "| | baseline | optimized | difference | 95% CI | rows |", "|---|---|---|---|---|---|"]
-    for label, cmp in (("validation", report.validation), ("test", report.test)):
-        if cmp is not None:
-            ci = f"{cmp.ci95[0]:+.3f} to {cmp.ci95[1]:+.3f}" if cmp.ci95 else "n/a"
-            diff = "n/a" if cmp.difference is None else f"{cmp.difference:+.3f}"
-            lines.append(f"| {label} | {_fmt(cmp.baseline)} | {_fmt(cmp.optimized)} | {diff} | {ci} | {cmp.rows} |")
-    scores = (report.test or report.validation).scores
-    if scores:
-        label = "test" if report.test is not None else "validation"
-        lines += ["", f"| score ({label}) | baseline | optimized |", "|---|---|---|"]
-        lines += [f"| {name} | {_fmt(v['baseline'])} | {_fmt(v['optimized'])} |" for name, v in scores.items()]
-    lines += ["", f"Best: epoch {report.best['epoch']}, {report.best['demos']} demos, validation objective "
-              f"{_fmt(report.best['val_reward'])}. {len(report.history)} epochs"
-              f"{' (stopped early)' if report.early_stopped else ''}, {report.wall_time_s:.1f} s."]
-    if report.kl_to_reference is not None:
-        kl = report.kl_to_reference
-        lines.append(f"KL(best || reference) from {kl['samples']} sampled outputs: k1 {kl['k1']:.2f} ± "
-                     f"{kl['k1_stderr']:.2f}, k3 {kl['k3']:.2f} ± {kl['k3_stderr']:.2f} nats.")
-    lines += ["", "| epoch | train reward | val reward | val objective | best objective | candidates | demos |",
-              "|---|---|---|---|---|---|---|"]
-    for row in report.history:
-        lines.append(f"| {row['epoch']} | {_fmt(row['train_reward'])} | {_fmt(row['val_reward'])} | "
-                     f"{_fmt(row['val_objective'])} | {_fmt(row['best_val_objective'])} | {row['candidates']} | "
-                     f"{row['demos']} |")
-    kl_steps = [s for s in report.steps if "kl" in s]
-    if kl_steps:
-        lines += ["", "| step | score | kl | beta | non-score reward | objective | entropy |", "|---|---|---|---|---|---|---|"]
-        for s in kl_steps:
-            flag = "" if s.get("kl_in_band", True) else " ⚠"
-            lines.append(f"| {s['epoch']}.{s['step']} | {s['score']:.3f} | {s['kl']:.2f}{flag} | {s['beta']:.3f} | "
-                         f"{s['non_score_reward']:.3f} | {s['objective']:.3f} | {s['entropy']:.2f} |")
-    for warning in report.warnings:
-        lines.append(f"\nwarning: {warning}")
-    return "\n".join(lines) + "\n"
-
-
-def _save_png(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure atomically."""
-    import os
-    import tempfile
-
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_learning_curve(report: OptimizeReport, path: Path) -> None:
-    """Train and validation reward per epoch, with the baseline, as a PNG."""
-    plt = _pyplot()
-    epochs = [row["epoch"] for row in report.history]
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    if epochs:
-        ax.plot(epochs, [row["train_reward"] for row in report.history], marker="o", label="train reward")
-        ax.plot(epochs, [row["val_reward"] for row in report.history], marker="o", label="validation reward")
-    if report.validation.baseline is not None:
-        ax.axhline(report.validation.baseline, color="grey", linestyle="--", label="baseline (validation)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean reward")
-    ax.set_title(f"{report.spec['name']}: {report.optimizer['type']}")
-    if epochs:
-        ax.set_xticks(epochs)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    _save_png(fig, path)
-
-
-def plot_kl_curve(report: OptimizeReport, path: Path) -> None:
-    """Reward (of sampled outputs) and KL to the reference for every step, with the [0, 10] band."""
-    plt = _pyplot()
-    steps = [s for s in report.steps if "kl" in s]
-    x = list(range(1, len(steps) + 1))
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
-    ax.plot(x, [s["score"] for s in steps], marker="o", color="tab:blue", label="reward (sampled)")
-    ax.plot(x, [s["objective"] for s in steps], marker=".", color="tab:green", label="objective")
-    ax.set_xlabel("step")
-    ax.set_ylabel("reward")
-    other = ax.twinx()
-    other.plot(x, [s["kl"] for s in steps], marker="s", color="tab:red", label="KL (nats)")
-    other.axhspan(0, 10, color="tab:red", alpha=0.06)
-    other.set_ylabel("KL to reference (nats)")
-    handles = ax.get_legend_handles_labels()[0] + other.get_legend_handles_labels()[0]
-    labels = ax.get_legend_handles_labels()[1] + other.get_legend_handles_labels()[1]
-    ax.legend(handles, labels, loc="best", fontsize="small")
-    ax.set_title(f"{report.spec['name']}: reward and KL per step")
-    fig.tight_layout()
-    _save_png(fig, path)

@@ -13,11 +13,30 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardctl.datamodel import json_schema, needs_structure
+from rewardctl.datamodel import DataModel, json_schema, needs_structure
+from rewardctl.lm.grammar import field_grammar, fields_grammar
 from rewardctl.lm.client import Completion, LMClient, ProviderError
-from rewardctl.prompting import Demo, FieldsFormat, JsonFormat, ParseError, Request
-from rewardctl.spec import ProgramSpec
-from rewardctl.state import ProgramState
+from rewardctl.lm.request import Request
+from rewardctl.modelconfig import ModelConfig
+from rewardctl.prompting import Demo, FieldsFormat, JsonFormat, ParseError
+from rewardctl.state import Example, ProgramState
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a program is, apart from how it is scored: its name, data models, model, and the
+    initial trainable state. A spec gives one (``ProgramSpec.signature()``); an LM judge builds
+    its own."""
+
+    name: str
+    inputs: DataModel
+    outputs: DataModel
+    model: ModelConfig
+    instructions: str | None = None
+    examples: tuple[Example, ...] = ()
+
+    def initial_state(self) -> ProgramState:
+        return ProgramState(self.instructions, list(self.examples))
 
 
 @dataclass
@@ -48,19 +67,19 @@ class Prediction:
 
 @dataclass
 class Program:
-    spec: ProgramSpec
+    signature: Signature
     state: ProgramState = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.state is None:
-            self.state = ProgramState(self.spec.instructions, list(self.spec.examples))
-        model = self.spec.model
+            self.state = self.signature.initial_state()
+        model = self.signature.model
         self.format_name = model.resolved_format
         if self.format_name == "fields":
-            self.format: FieldsFormat | JsonFormat = FieldsFormat(self.spec.inputs, self.spec.outputs)
+            self.format: FieldsFormat | JsonFormat = FieldsFormat(self.signature.inputs, self.signature.outputs)
         else:
-            self.format = JsonFormat(self.spec.inputs, self.spec.outputs, self.spec.name)
-        self._structured = needs_structure(self.spec.outputs)
+            self.format = JsonFormat(self.signature.inputs, self.signature.outputs, self.signature.name)
+        self._structured = needs_structure(self.signature.outputs)
         self._grammar: str | None = None
 
     @property
@@ -68,15 +87,13 @@ class Program:
         return [Demo(e.input, e.output) for e in self.state.examples]
 
     def request(self, inputs: dict[str, Any]) -> Request:
-        if isinstance(self.format, JsonFormat) and self.spec.model.is_local:
+        if isinstance(self.format, JsonFormat) and self.signature.model.is_local:
             return self.format.completion_request(self.state.instructions, self.demos, inputs)
         return self.format.request(self.state.instructions, self.demos, inputs)
 
     def fields_grammar(self) -> str:
         if self._grammar is None:
-            from rewardctl.lm.grammar import fields_grammar
-
-            self._grammar = fields_grammar(self.spec.outputs)
+                self._grammar = fields_grammar(self.signature.outputs)
         return self._grammar
 
     def attempt_plan(self) -> list[str]:
@@ -89,7 +106,7 @@ class Program:
         format: plain, then the JSON Schema as a grammar. Chat models: the JSON Schema as
         response_format every time, with the problem pointed out on a retry.
         """
-        model = self.spec.model
+        model = self.signature.model
         if model.is_local and self.format_name == "fields":
             plan = ["stepwise", "grammar"] if self._structured else ["plain", "stepwise", "grammar"]
         elif model.is_local:
@@ -100,28 +117,26 @@ class Program:
         return (plan + [plan[-1]] * total)[:total]
 
     def _constraints(self, mode: str) -> dict[str, Any]:
-        model = self.spec.model
+        model = self.signature.model
         if mode == "grammar":
             return {"grammar": self.fields_grammar()}
         if mode == "schema":
-            schema = json_schema(self.spec.outputs, title=self.spec.name)
+            schema = json_schema(self.signature.outputs, title=self.signature.name)
             return {"response_format": {"type": "json_schema",
-                                        "json_schema": {"name": self.spec.name, "schema": schema}}}
+                                        "json_schema": {"name": self.signature.name, "schema": schema}}}
         if mode == "chat" and self.format_name == "json" and model.extra.get("response_format") is None:
-            schema = json_schema(self.spec.outputs)
+            schema = json_schema(self.signature.outputs)
             return {"response_format": {"type": "json_schema", "json_schema": {
-                "name": _schema_name(self.spec.name), "schema": schema, "strict": True}}}
+                "name": _schema_name(self.signature.name), "schema": schema, "strict": True}}}
         return {}
 
     async def _stepwise(self, request: Request, client: LMClient, prediction: Prediction,
                         **call: Any) -> str:
         """Field-by-field decoding for the `fields` format: returns the reply text as one
         completion would (everything after the prompt's `first_output:`)."""
-        from rewardctl.lm.grammar import field_grammar
-
         base = request.messages[0]["content"]
         text = ""
-        for i, (name, spec) in enumerate(self.spec.outputs.items()):
+        for i, (name, spec) in enumerate(self.signature.outputs.items()):
             head = "" if i == 0 else f"\n{name}:"
             step = Request([{"role": "user", "content": base + text + head}], stop=["\n"], completion=True)
             grammar = None if spec.type == "string" else field_grammar(spec)

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardctl.lm.request import Request
 from rewardctl.datamodel import (
     DataModel,
     FieldSpec,
@@ -40,15 +41,6 @@ class ParseError(ValueError):
 class Demo:
     input: dict[str, Any]
     output: dict[str, Any]
-
-
-@dataclass
-class Request:
-    """What the LM layer sends: chat messages (a single raw prompt for completion models)."""
-
-    messages: list[dict[str, str]]
-    stop: list[str] = field(default_factory=list)
-    completion: bool = False  # the messages hold one raw completion prompt (base models)
 
 
 # --- fields format ---------------------------------------------------------------------------

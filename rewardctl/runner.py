@@ -8,18 +8,21 @@ from typing import Any
 
 from rewardctl.dataset import Row
 from rewardctl.errors import InputError, RunError
+from rewardctl.kl import sequence_kl
 from rewardctl.lm.client import LMClient
 from rewardctl.program import Prediction, Program
 from rewardctl.prompting import ParseError
 from rewardctl.scoring import RowScores, Scorer
+from rewardctl.spec import ProgramSpec
 from rewardctl.state import ProgramState
 
 
 class Runner:
     """Runs a program state over rows and scores the outputs (model calls cached, concurrent)."""
 
-    def __init__(self, spec: Any, scorer: Scorer, client: LMClient, concurrency: int, use_cache: bool):
+    def __init__(self, spec: ProgramSpec, scorer: Scorer, client: LMClient, concurrency: int, use_cache: bool):
         self.spec = spec
+        self.signature = spec.signature()
         self.scorer = scorer
         self.client = client
         self.limit = asyncio.Semaphore(max(1, concurrency))
@@ -27,7 +30,7 @@ class Runner:
         self.failed_fatal: str | None = None
 
     async def run(self, state: ProgramState, rows: list[Row]) -> list[tuple[Prediction, RowScores]]:
-        program = Program(self.spec, state)
+        program = Program(self.signature, state)
 
         async def one(row: Row) -> Prediction:
             async with self.limit:
@@ -48,8 +51,8 @@ class Runner:
                      n: int, max_tokens: int, seed: int) -> list[Any]:
         """``n`` outputs per row sampled from ``state`` at temperature 1, each with its reward and
         with the reference's log-probabilities of exactly its tokens."""
-        program = Program(self.spec, state)
-        ref_program = Program(self.spec, reference or state)
+        program = Program(self.signature, state)
+        ref_program = Program(self.signature, reference or state)
         out = []
         for i, row in enumerate(rows):
             request = program.request(row.inputs)
@@ -77,9 +80,8 @@ class Runner:
 async def kl_to_reference(runner: Runner, state: ProgramState, reference: ProgramState, rows: list[Row],
                           seed: int, n: int = 2, max_tokens: int = 48) -> dict[str, Any]:
     """KL(state || reference) from sampled outputs: k1 and k3, with standard errors."""
+    # numpy costs start-up time that only this computation needs.
     import numpy as np
-
-    from rewardctl.kl import sequence_kl
 
     samples = await runner.sample(state, reference, rows, n=n, max_tokens=max_tokens, seed=seed)
     k1 = np.array([sequence_kl(s.logprobs, s.ref_logprobs, "k1") for s in samples])

@@ -15,13 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rewardctl.datamodel import DataModel, ValueProblem, check_fields
 from rewardctl.dataset import ReadStats, count_lines, iter_json_objects
 from rewardctl.errors import InputError
 from rewardctl.io import JsonlWriter
-from rewardctl.report import EvalReport, build_report, write_outputs
+from rewardctl.progress import Progress, ProgressCallback
+from rewardctl.records.eval import EvalReport
+from rewardctl.records.prediction import PredictionRecord
+from rewardctl.results import build_report
 from rewardctl.rewards.base import fit_normalization
 from rewardctl.scoring import RunStats, Scorer
+from rewardctl.spec import ProgramSpec
 
 BATCH = 256
 
@@ -39,13 +45,42 @@ class ScoreOptions:
 
 @dataclass(slots=True)
 class PredictionRow:
-    index: int
+    index: int  # position among the file's valid lines
     line: int
-    record: dict[str, Any]
-    inputs: dict[str, Any] | None
-    y_true: dict[str, Any]
-    y_pred: dict[str, Any] | None
-    error: str | None
+    record: PredictionRecord
+
+    @property
+    def y_true(self) -> dict[str, Any]:
+        return self.record.y_true or {}
+
+    @property
+    def y_pred(self) -> dict[str, Any] | None:
+        """None for a failed prediction (``y_pred: null`` or ``status: "error"``)."""
+        return self.record.y_pred if self.record.ok else None
+
+    @property
+    def inputs(self) -> dict[str, Any] | None:
+        return self.record.inputs
+
+
+def _check_line(obj: dict[str, Any], outputs: DataModel, required: dict[str, str]) -> PredictionRecord:
+    """A predictions line as a record, its reference checked against the outputs data model."""
+    y_true = obj.get("y_true")
+    if not isinstance(y_true, dict):
+        raise ValueProblem("y_true", "expected an object (the reference outputs)")
+    for name, reader in required.items():
+        if name not in y_true:
+            raise ValueProblem(f"y_true.{name}", f"missing (read by '{reader}')")
+    present = {n: s for n, s in outputs.items() if n in y_true}
+    check_fields(y_true, present, prefix="y_true", lax=False)
+    for key, what in (("y_pred", "an object or null"), ("inputs", "an object or null")):
+        if obj.get(key) is not None and not isinstance(obj[key], dict):
+            raise ValueProblem(key, f"expected {what}")
+    try:
+        return PredictionRecord.model_validate(obj)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ValueProblem(".".join(str(p) for p in error["loc"]), error["msg"]) from None
 
 
 def read_predictions(path: str, outputs: DataModel, required: dict[str, str], *,
@@ -57,28 +92,13 @@ def read_predictions(path: str, outputs: DataModel, required: dict[str, str], *,
         return
     for line_no, obj in iter_json_objects(path, skip_invalid=skip_invalid, stats=stats):
         try:
-            y_true = obj.get("y_true")
-            if not isinstance(y_true, dict):
-                raise ValueProblem("y_true", "expected an object (the reference outputs)")
-            for name, reader in required.items():
-                if name not in y_true:
-                    raise ValueProblem(f"y_true.{name}", f"missing (read by '{reader}')")
-            present = {n: s for n, s in outputs.items() if n in y_true}
-            check_fields(y_true, present, prefix="y_true", lax=False)
-            y_pred = obj.get("y_pred")
-            if y_pred is not None and not isinstance(y_pred, dict):
-                raise ValueProblem("y_pred", "expected an object or null")
-            inputs = obj.get("inputs")
-            if inputs is not None and not isinstance(inputs, dict):
-                raise ValueProblem("inputs", "expected an object or null")
+            record = _check_line(obj, outputs, required)
         except ValueProblem as problem:
             if not skip_invalid:
                 raise InputError(problem.message, path=label, line=line_no, field=problem.path) from None
             stats.skip(f"{label}:{line_no}: {problem}")
             continue
-        failed = y_pred is None or obj.get("status") == "error"
-        error = (obj.get("error") or "failed prediction") if failed else None
-        yield PredictionRow(stats.rows, line_no, obj, inputs, y_true, None if failed else y_pred, error)
+        yield PredictionRow(stats.rows, line_no, record)
         stats.rows += 1
         if limit is not None and stats.rows >= limit:
             return
@@ -96,7 +116,7 @@ def _batches(rows: Iterator[PredictionRow], size: int = BATCH) -> Iterator[list[
 
 
 async def _fit_missing(scorer: Scorer, options: ScoreOptions, outputs: DataModel,
-                       required: dict[str, str]) -> dict[str, dict[str, Any]]:
+                       required: dict[str, str]) -> dict[str, dict[str, float | str]]:
     """Fit minmax/zscore parameters that the spec leaves out, on this file's raw values."""
     targets = [(s, parents) for s, parents in scorer.walk()
                if s.config.normalization is not None and not s.config.normalization.fitted]
@@ -124,21 +144,21 @@ async def _fit_missing(scorer: Scorer, options: ScoreOptions, outputs: DataModel
         fitted[".".join([*(p.name for p in parents), score.name])] = params.model_dump(exclude_none=True)
         fitted_objects.add(id(score))
     for score in scorer.all_scores():  # ensembles keep their members' scale in a sidecar file
-        if hasattr(score, "write_sidecar") and any(id(part) in fitted_objects for part in score.parts):
+        if any(id(part) in fitted_objects for part in score.parts):
             score.write_sidecar()
     return fitted
 
 
-async def score_predictions(spec: Any, options: ScoreOptions, *, spec_path: str | None = None,
-                            on_start: Callable[[int | None], None] | None = None,
-                            on_progress: Callable[[int, int | None, RunStats], None] | None = None) -> EvalReport:
+async def score_predictions(spec: ProgramSpec, options: ScoreOptions, *, spec_path: str | None = None,
+                            on_progress: ProgressCallback | None = None,
+                            write_report: Callable[[EvalReport], None] | None = None) -> EvalReport:
     started = time.perf_counter()
     scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
                               cache_dir=options.cache_dir)
     required = scorer.required_outputs(spec.outputs)
     total = count_lines(options.predictions, options.limit)
-    if on_start is not None:
-        on_start(total)
+    if on_progress is not None:
+        on_progress(Progress("score", 0, total))
     fitted = await _fit_missing(scorer, options, spec.outputs, required)
     scorer.check_ready()
 
@@ -153,18 +173,15 @@ async def score_predictions(spec: Any, options: ScoreOptions, *, spec_path: str 
             scores = await scorer.score([r.y_true for r in batch], [r.y_pred for r in batch],
                                         [r.inputs for r in batch])
             for row, row_scores in zip(batch, scores, strict=True):
+                record = row.record.with_scores(row_scores.rewards, row_scores.metrics, row_scores.reward,
+                                                row_scores.components)
                 if writer is not None:
-                    record = {**row.record, "rewards": row_scores.rewards,
-                              "metrics": row_scores.metrics, "reward": row_scores.reward}
-                    if row_scores.components:
-                        record["components"] = row_scores.components
-                    writer.write(record)
-                stats.add(row_scores, y_true=row.y_true, y_pred=row.y_pred, inputs=row.inputs,
-                          ok=row.error is None, error=row.error, index=row.index, line=row.line)
+                    writer.write(record.to_line())
+                stats.add(record, index=row.index, line=row.line, calls=False)
             if writer is not None:
                 writer.flush()
             if on_progress is not None:
-                on_progress(stats.rows, total, stats)
+                on_progress(Progress("score", stats.rows, total, stats.total.running_mean))
     except BaseException:
         if writer is not None:
             writer.close()
@@ -172,13 +189,12 @@ async def score_predictions(spec: Any, options: ScoreOptions, *, spec_path: str 
     outputs: dict[str, str] = {}
     if writer is not None and out_dir is not None:
         writer.commit()
-        outputs = {"predictions": str(out_dir / "predictions.jsonl"),
-                   "report": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")}
+        outputs = {"predictions": str(writer.path)}
     report = build_report(kind="score", spec=spec, spec_path=spec_path, data_path=options.predictions,
                           stats=stats, read_stats=read_stats, scorer=scorer,
                           wall=time.perf_counter() - started, limit=options.limit,
                           fail_under=options.fail_under, usage=None, outputs=outputs,
                           normalization=fitted)
-    if out_dir is not None:
-        write_outputs(out_dir, report)
+    if write_report is not None:
+        write_report(report)
     return report

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardctl.datamodel import json_schema
 from rewardctl.errors import InputError
 from rewardctl.metrics import MetricConfig, RunMetric, build_metric
 from rewardctl.metrics.stats import describe
+from rewardctl.records.prediction import PredictionRecord
 from rewardctl.rewards import Reward, RewardConfig, RewardContext, build_reward
 
 
@@ -66,8 +68,6 @@ class Scorer:
     @classmethod
     def from_spec(cls, spec: Any, *, spec_path: str | Path | None = None, use_cache: bool = True,
                   cache_dir: str | None = None) -> Scorer:
-        from rewardctl.datamodel import json_schema
-
         base_dir = Path(spec_path).resolve().parent if spec_path else Path.cwd()
         context = RewardContext(base_dir=base_dir, cache_dir=cache_dir, use_cache=use_cache,
                                 default_model=spec.model, outputs_schema=json_schema(spec.outputs))
@@ -132,7 +132,7 @@ class Scorer:
 
         def visit(score: Reward, parents: list[Reward]) -> None:
             out.append((score, parents))
-            for part in getattr(score, "parts", []):
+            for part in score.parts:
                 visit(part, [*parents, score])
 
         for score in [*self.rewards, *self.metrics]:
@@ -186,33 +186,42 @@ class RunStats:
         self.rewards = {name: Series() for name in self.scorer.reward_names}
         self.metrics = {name: Series() for name in self.scorer.metric_names}
 
-    def add(self, scores: RowScores, *, y_true: dict[str, Any], y_pred: dict[str, Any] | None,
-            inputs: dict[str, Any] | None = None, ok: bool = True, error: str | None = None,
-            index: int = 0, line: int | None = None, latency_s: float | None = None,
-            cached: bool = False, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+    def add(self, record: PredictionRecord, *, index: int | None = None, line: int | None = None,
+            calls: bool = True) -> None:
+        """Count one scored row. ``index`` and ``line`` name it in the report's error list when
+        they differ from the record's own; ``calls``: count its model calls (latency, cache,
+        tokens), which a re-scored predictions file did not make in this run."""
         self.rows += 1
+        ok = record.ok
         if not ok:
             self.errors += 1
             if len(self.error_rows) < 20:
-                self.error_rows.append({"index": index, "line": line, "error": error})
-        if cached:
-            self.cached_rows += 1
-        if latency_s is not None and not cached:
-            self.latency.append(latency_s)
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-        self.total.add(scores.reward)
-        for name, value in scores.rewards.items():
+                self.error_rows.append({"index": record.index if index is None else index,
+                                        "line": record.line if line is None else line,
+                                        "error": record.error or "failed prediction"})
+        if calls:
+            self._add_calls(record)
+        self.total.add(record.reward)
+        for name, value in record.rewards.items():
             self.rewards[name].add(value)
-        for name, value in scores.metrics.items():
+        for name, value in record.metrics.items():
             self.metrics[name].add(value)
-        for name, value in scores.components.items():
+        for name, value in record.components.items():
             series = self.components.get(name)
             if series is None:
                 series = self.components[name] = Series()
             series.add(value)
         for metric in self.scorer.run_metrics:
-            metric.update(y_true, y_pred if ok else None, inputs, scores)
+            metric.update(record.y_true or {}, record.y_pred if ok else None, record.inputs, record)
+
+    def _add_calls(self, record: PredictionRecord) -> None:
+        if record.cached:
+            self.cached_rows += 1
+        if record.latency_s is not None and not record.cached:
+            self.latency.append(record.latency_s)
+        if record.tokens is not None:
+            self.prompt_tokens += record.tokens.prompt
+            self.completion_tokens += record.tokens.completion
 
     def latency_summary(self) -> dict[str, float | None]:
         if not self.latency:
@@ -255,5 +264,5 @@ class RunStats:
     def component_stats(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(statistics of each part of a composite or ensemble, ensembles' member agreement)."""
         components = {name: series.describe() for name, series in self.components.items()}
-        agreement = {s.name: s.agreement() for s in self.scorer.all_scores() if hasattr(s, "agreement")}
+        agreement = {s.name: a for s in self.scorer.all_scores() if (a := s.agreement()) is not None}
         return components, agreement

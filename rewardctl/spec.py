@@ -6,23 +6,33 @@ the line and the field. ``spec_json_schema()`` is what ``rewardctl schema`` prin
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
-from rewardctl import metrics as metrics_pkg
-from rewardctl import rewards as rewards_pkg
 from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_field_names, check_fields
 from rewardctl.errors import InputError, one_line
 from rewardctl.io import open_input
+from rewardctl.metrics import METRICS
 from rewardctl.modelconfig import LOCAL_DEFAULT_MODEL, ModelConfig
-from rewardctl.optimizers import AnyOptimizerConfig
-from rewardctl.rewards.masks import unmatched_mask_entries
-from rewardctl.state import Example
+from rewardctl.optimizers import OPTIMIZERS, AnyOptimizerConfig
+from rewardctl.program import Signature
+from rewardctl.registry import config_union, did_you_mean, unknown_type_message
+from rewardctl.rewards import REWARDS, AnyRewardConfig
+from rewardctl.rewards.exact_match import ExactMatchConfig
+from rewardctl.state import Example, ProgramState
 from rewardctl.yamlload import LocatedData, load_yaml
 
 SPEC_VERSION = 1
@@ -42,17 +52,10 @@ class Thresholds(BaseModel):
     )
 
 
-# One config model per registered reward type, told apart by `type` (a dynamic Union, so the
-# registry decides; ruff's X | Y rewrite does not apply to an unpacked tuple).
-RewardEntry = Annotated[
-    Union[tuple(rewards_pkg.config_models())],  # type: ignore[misc]  # noqa: UP007
-    Field(discriminator="type"),
-]
+# One config model per registered reward type, told apart by `type` (the registry decides).
+RewardEntry = AnyRewardConfig
 # Metrics: any reward type (reported, not optimized) or a run-level metric type.
-MetricEntry = Annotated[
-    Union[tuple(rewards_pkg.config_models() + metrics_pkg.config_models())],  # type: ignore[misc]  # noqa: UP007
-    Field(discriminator="type"),
-]
+MetricEntry = config_union(REWARDS, METRICS)
 
 
 class ProgramSpec(BaseModel):
@@ -97,21 +100,27 @@ class ProgramSpec(BaseModel):
         if source is None or error.path is not None:
             return error
         index = next((i for i, entry in enumerate(getattr(self, section, []))
-                      if getattr(entry, "display_name", None) == name or getattr(entry, "name", None) == name), None)
+                      if entry.display_name == name), None)
         line = source.line_of((section, index)) if index is not None else None
         return InputError(error.detail, path=source.path, line=line, field=error.field)
 
     def reward_configs(self) -> list[Any]:
         if self.rewards:
             return list(self.rewards)
-        from rewardctl.rewards.exact_match import ExactMatchConfig
-
         return [ExactMatchConfig()]
 
     def to_config(self) -> dict[str, Any]:
         """The spec as plain data that loads back to an equal spec (defaults written out, so
         that every union keeps its 'type')."""
         return self.model_dump(mode="json", by_alias=True)
+
+    def signature(self) -> Signature:
+        """What the program layer needs of this spec (it never sees the rest)."""
+        return Signature(name=self.name, inputs=self.inputs, outputs=self.outputs, model=self.model,
+                         instructions=self.instructions, examples=tuple(self.examples))
+
+    def initial_state(self) -> ProgramState:
+        return ProgramState(self.instructions, list(self.examples))
 
     def fingerprint(self) -> str:
         """A stable hash of everything that defines the program (used by checkpoints)."""
@@ -179,16 +188,73 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(kept)
 
 
-def _all_field_names() -> set[str]:
+def _field_names(model: type[BaseModel]) -> set[str]:
+    """The keys ``model`` accepts: its fields and their aliases."""
     names: set[str] = set()
-    from rewardctl.optimizers import REGISTRY as OPTIMIZERS
-
-    for model in (ProgramSpec, ModelConfig, Example, Thresholds, FieldSpec,
-                  *rewards_pkg.config_models(), *metrics_pkg.config_models(),
-                  *(cls.config_model for cls in OPTIMIZERS.values())):
-        names.update(model.model_fields)
-    names.add("maxLength")
+    for name, info in model.model_fields.items():
+        aliases = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) \
+            else [info.validation_alias]
+        names.update(n for n in (name, info.alias, *aliases) if isinstance(n, str))
     return names
+
+
+def _all_field_names() -> set[str]:
+    """Every key of every spec model (when the model at an error's location is unknown)."""
+    names: set[str] = set()
+    for model in (ProgramSpec, ModelConfig, Example, Thresholds, FieldSpec, *REWARDS.config_models(),
+                  *METRICS.config_models(), *OPTIMIZERS.config_models()):
+        names |= _field_names(model)
+    return names
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _child(tp: Any, part: Any) -> Any:
+    """The type found at key or index ``part`` of a value of type ``tp`` (None: unknown). A
+    discriminated union's tag, as pydantic puts it in error locations, selects its model."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    origin = get_origin(tp)
+    if origin in (Union, UnionType):
+        members = [m for m in get_args(tp) if m is not type(None)]
+        for member in members:
+            if _is_model(member) and "type" in member.model_fields and member.model_fields["type"].default == part:
+                return member
+        return _child(members[0], part) if len(members) == 1 else None
+    if origin is list and isinstance(part, int):
+        return get_args(tp)[0]
+    if origin is dict and isinstance(part, str):
+        return get_args(tp)[1]
+    if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+        return tp.model_fields[part].annotation
+    return None
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec model whose keys are valid at a pydantic error location, or None."""
+    node: Any = ProgramSpec
+    for part in loc:
+        node = _child(node, part)
+        if node is None:
+            return None
+    while get_origin(node) is Annotated:
+        node = get_args(node)[0]
+    if get_origin(node) in (Union, UnionType):  # an optional model
+        members = [m for m in get_args(node) if m is not type(None)]
+        node = members[0] if len(members) == 1 else None
+    return node if _is_model(node) else None
+
+
+def _known_types(loc: tuple[Any, ...]) -> list[str]:
+    """The type names valid for the entry at ``loc``: a top-level metric may be any reward or
+    metric type, the optimizer any optimizer type, any other entry a reward type."""
+    if loc[:1] == ("optimizer",):
+        return OPTIMIZERS.names()
+    if loc[:1] == ("metrics",) and len(loc) == 2:
+        return REWARDS.names() + METRICS.names()
+    return REWARDS.names()
 
 
 def _translate(exc: ValidationError, located: LocatedData) -> InputError:
@@ -198,8 +264,9 @@ def _translate(exc: ValidationError, located: LocatedData) -> InputError:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
-        close = difflib.get_close_matches(key, _all_field_names(), n=1)
-        message = f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+        model = _model_at(tuple(first["loc"])[:-1])
+        close = did_you_mean(key, _field_names(model) if model is not None else _all_field_names())
+        message = f"unknown key '{key}'" + (f" (did you mean '{close}'?)" if close else "")
         loc = loc[:-1] + (key,)
     elif first["type"] == "missing":
         message = "required but missing"
@@ -208,12 +275,8 @@ def _translate(exc: ValidationError, located: LocatedData) -> InputError:
     elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         kind = "optimizer" if loc[:1] == ("optimizer",) else "reward"
         if first["type"] == "union_tag_invalid":
-            ctx = first.get("ctx") or {}
-            tag = ctx.get("tag", "?")
-            known = sorted(t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip())
-            close = difflib.get_close_matches(str(tag), known, n=1)
-            message = (f"unknown {kind} type '{tag}'" + (f" (did you mean '{close[0]}'?)" if close else "")
-                       + f"; known: {', '.join(known)}")
+            tag = (first.get("ctx") or {}).get("tag", "?")
+            message = unknown_type_message(kind, tag, _known_types(loc))
         else:
             message = "needs a 'type'"
         loc = loc + ("type",)
@@ -239,6 +302,7 @@ def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
         for part, model in (("input", spec.inputs), ("output", spec.outputs)):
             _check_example_part(getattr(example, part), model, ("examples", i, part), fail)
 
+    score_names = {m.display_name for m in [*spec.reward_configs(), *spec.metrics]}
     seen: dict[str, tuple[Any, ...]] = {}
     for section in ("rewards", "metrics"):
         for i, entry in enumerate(getattr(spec, section)):
@@ -249,16 +313,13 @@ def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
             seen[name] = loc
             if section == "metrics" and "weight" in entry.model_fields_set:
                 raise fail(loc + ("weight",), "metrics have no weight: move this entry to rewards")
-            _check_entry(entry, loc, spec, fail)
+            # Each type checks its own entry (masks, the fields and scores it names, its parts).
+            problems = entry.spec_problems(spec.outputs, score_names)
+            if problems:
+                where, message = problems[0]
+                raise fail(loc + where, message)
     if spec.rewards and sum(r.weight for r in spec.rewards) <= 0:
         raise fail(("rewards",), "at least one reward needs a weight above 0")
-
-    score_names = {m.display_name for m in [*spec.reward_configs(), *spec.metrics]}
-    for i, entry in enumerate(spec.metrics):
-        if getattr(entry, "type", None) == "pass_at_k" and entry.score is not None \
-                and entry.score not in score_names:
-            raise fail(("metrics", i, "score"), f"no reward or metric named '{entry.score}' "
-                                                f"(known: {', '.join(sorted(score_names))})")
 
     reward_names = {r.display_name for r in spec.reward_configs()}
     metric_names = {m.display_name for m in spec.metrics}
@@ -269,27 +330,11 @@ def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
                            f"no {section[:-1]} named '{name}' (known: {', '.join(sorted(known)) or 'none'})")
 
 
-def _check_entry(entry: Any, loc: tuple[Any, ...], spec: ProgramSpec, fail) -> None:
-    """Masks must match output fields, fields named must exist; composite parts too."""
-    problems = unmatched_mask_entries(spec.outputs, getattr(entry, "in_mask", None),
-                                      getattr(entry, "out_mask", None),
-                                      getattr(entry, "in_mask_pattern", None),
-                                      getattr(entry, "out_mask_pattern", None))
-    if problems:
-        field = "in_mask" if problems[0].startswith("in_mask") else "out_mask"
-        raise fail(loc + (field,), f"{problems[0]} matches no output field (outputs: {', '.join(spec.outputs)})")
-    field_name = getattr(entry, "field", None)
-    if getattr(entry, "type", None) == "classification" and field_name.split(".")[0] not in spec.outputs:
-        raise fail(loc + ("field",), f"no output field '{field_name}' (outputs: {', '.join(spec.outputs)})")
-    for j, part in enumerate(getattr(entry, "rewards", None) or []):
-        _check_entry(part, loc + ("rewards", j), spec, fail)
-
-
 def _check_example_part(value: dict[str, Any], model: DataModel, loc: tuple[Any, ...], fail) -> None:
     extra = [k for k in value if k not in model]
     if extra:  # first: a misspelt key also makes the real field look missing
-        close = difflib.get_close_matches(str(extra[0]), list(model), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        close = did_you_mean(str(extra[0]), model)
+        hint = f" (did you mean '{close}'?)" if close else ""
         raise fail(loc + (extra[0],), f"not a field of the {loc[-1]}s data model{hint}")
     try:
         check_fields(value, model, lax=False)

@@ -125,15 +125,15 @@ def test_sigint_keeps_finished_rows_and_exits_3(tmp_path):
 def test_lm_judge_on_the_embedded_model():
     import asyncio
 
-    from rewardctl.rewards import RewardContext, build_reward
+    from rewardctl.rewards import REWARDS, RewardContext
 
-    judge = build_reward({
+    judge = REWARDS.build({
         "type": "lm_judge", "rubric": "Is the response the correct capital city?", "scale": [1, 3],
         "examples": [
             {"inputs": {"country": "France"}, "reference": {"capital": "Paris"}, "response": {"capital": "Paris"}, "score": 3},
             {"inputs": {"country": "Japan"}, "reference": {"capital": "Tokyo"}, "response": {"capital": "Osaka"}, "score": 1},
         ]}, RewardContext(default_model=None))
-    assert judge.judge_spec.model.name == "local/gemma-3-270m"
+    assert judge.signature.model.name == "local/gemma-3-270m"
     values = asyncio.run(judge.score_batch(
         [{"capital": "Rome"}, {"capital": "Lima"}], [{"capital": "Rome"}, {"capital": "Madrid"}],
         [{"country": "Italy"}, {"country": "Peru"}]))

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from rewardctl.metrics import build_metric
+from rewardctl.metrics import METRICS
 from rewardctl.metrics.classification import ClassificationConfig
 from rewardctl.metrics.field_f1 import FieldF1Config
 from rewardctl.metrics.pass_at_k import PassAtKConfig, pass_at_k
@@ -63,7 +63,7 @@ def test_multinomial_bootstrap_matches_index_resampling():
 
 def run_classification(pairs, **options):
     context = RewardContext(outputs_schema={"properties": {"label": {"enum": ["a", "b", "c"]}}})
-    metric = build_metric(ClassificationConfig(field="label", **options), context)
+    metric = METRICS.build(ClassificationConfig(field="label", **options), context)
     for t, p in pairs:
         metric.update({"label": t}, None if p is None else {"label": p}, None, None)
     return metric.result()
@@ -103,7 +103,7 @@ def test_classification_failed_predictions():
 def test_corpus_field_f1_differs_from_the_per_example_mean():
     # ex1: "x y z w" vs "x": tp 1, fp 0, fn 3 (F1 0.4); ex2: "v" vs "v": tp 1 (F1 1.0).
     # Per-example mean 0.7; corpus: tp 2, fp 0, fn 3 -> P 1, R 0.4, F1 = 0.8 / 1.4.
-    metric = build_metric(FieldF1Config())
+    metric = METRICS.build(FieldF1Config())
     metric.update({"a": "x y z w"}, {"a": "x"}, None, None)
     metric.update({"a": "v"}, {"a": "v"}, None, None)
     value, details = metric.result()
@@ -113,7 +113,7 @@ def test_corpus_field_f1_differs_from_the_per_example_mean():
 
 
 def test_field_f1_micro_and_macro_over_fields_with_masks():
-    metric = build_metric(FieldF1Config(average="macro", in_mask=["answer", "why"]))
+    metric = METRICS.build(FieldF1Config(average="macro", in_mask=["answer", "why"]))
     metric.update({"answer": "x", "why": "y z", "note": "n"}, {"answer": "x", "why": "y", "note": "q"}, None, None)
     value, details = metric.result()
     assert set(details["fields"]) == {"answer", "why"}
@@ -128,7 +128,7 @@ def test_pass_at_k_by_hand():
     assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
     assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)
     assert pass_at_k(5, 4, 2) == 1.0
-    metric = build_metric(PassAtKConfig(k=2))
+    metric = METRICS.build(PassAtKConfig(k=2))
     for i in range(5):  # example A: 2 of 5 pass
         metric.update({"a": 1}, {}, {"q": "A"}, RowScores({}, {}, 1.0 if i < 2 else 0.0))
     for _ in range(3):  # example B: 0 of 3 pass
@@ -140,7 +140,7 @@ def test_pass_at_k_by_hand():
 
 
 def test_pass_at_k_on_a_named_score_and_threshold():
-    metric = build_metric(PassAtKConfig(k=1, score="f1", threshold=0.5))
+    metric = METRICS.build(PassAtKConfig(k=1, score="f1", threshold=0.5))
     metric.update({}, {}, {"q": 1}, RowScores({}, {"f1": 0.6}, 0.0))
     metric.update({}, {}, {"q": 1}, RowScores({}, {"f1": 0.4}, 1.0))
     assert metric.result()[0] == pytest.approx(0.5)

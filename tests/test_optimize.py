@@ -151,7 +151,7 @@ def test_seed_zero_is_a_seed(quiz):
 def test_bad_optimize_input_exit_2(quiz):
     spec, tmp_path = quiz
     result = runner.invoke(app, ["optimize", str(spec), "--train", str(tmp_path / "train.jsonl"), "--optimizer", "adam"])
-    assert result.exit_code == 2 and "unknown optimizer 'adam'" in result.stderr
+    assert result.exit_code == 2 and "unknown optimizer type 'adam'" in result.stderr
     bad = write(tmp_path / "bad.yaml", SPEC.replace("type: random_few_shot", "type: random_few_shots"))
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2 and "optimizer.type: unknown optimizer type" in result.stderr

@@ -31,7 +31,7 @@ class ScriptedClient:
 
 
 def predict(spec, replies):
-    program = Program(ProgramSpec.model_validate(spec))
+    program = Program(ProgramSpec.model_validate(spec).signature())
     client = ScriptedClient(replies)
     return asyncio.run(program.predict({"q": "two"}, client)), client
 
@@ -62,7 +62,7 @@ def test_provider_errors_are_recorded_and_fatal_ones_flagged():
 
 def test_chat_models_get_the_json_schema_and_feedback_on_retry():
     spec = dict(SPEC, model={"name": "openai/gpt-4o-mini"})
-    program = Program(ProgramSpec.model_validate(spec))
+    program = Program(ProgramSpec.model_validate(spec).signature())
     client = ScriptedClient(["not json", '{"n": 2}'])
     pred = asyncio.run(program.predict({"q": "two"}, client))
     assert pred.y_pred == {"n": 2}
@@ -76,7 +76,7 @@ def test_chat_models_get_the_json_schema_and_feedback_on_retry():
 def test_field_by_field_after_a_reply_without_all_fields():
     spec = dict(SPEC, outputs={"thinking": "string", "answer": "integer"},
                 examples=[{"input": {"q": "one"}, "output": {"thinking": "it is one", "answer": 1}}])
-    program = Program(ProgramSpec.model_validate(spec))
+    program = Program(ProgramSpec.model_validate(spec).signature())
     client = ScriptedClient([" it is two", " it is two", " 2"])
     pred = asyncio.run(program.predict({"q": "two"}, client))
     assert pred.ok and pred.y_pred == {"thinking": "it is two", "answer": 2} and pred.calls == 3
@@ -89,7 +89,7 @@ def test_field_by_field_after_a_reply_without_all_fields():
 
 def test_attempt_plans():
     def plan(**model):
-        return Program(ProgramSpec.model_validate(dict(SPEC, model=model))).attempt_plan()
+        return Program(ProgramSpec.model_validate(dict(SPEC, model=model)).signature()).attempt_plan()
 
     assert plan(name="local/gemma-3-270m") == ["plain", "stepwise", "grammar"]
     assert plan(name="local/gemma-3-270m", max_parse_retries=0) == ["plain"]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from rewardctl.cli import app
 from rewardctl.errors import InputError
-from rewardctl.rewards import RewardContext, build_reward
+from rewardctl.rewards import REWARDS, RewardContext
 
 from conftest import write
 
@@ -56,7 +56,7 @@ def direct_logits(folder: Path, prompts, responses):
 
 
 def scores(config, y_preds, inputs, context):
-    reward = build_reward(config, context)
+    reward = REWARDS.build(config, context)
     return asyncio.run(reward.score_batch([{}] * len(y_preds), y_preds, inputs))
 
 
@@ -97,7 +97,7 @@ def test_label_mapping_errors(tiny_classifier):
     with pytest.raises(InputError, match="no label 'great'"):
         scores({"type": "reward_model", "model": tiny_classifier.name, "label": "great"}, preds, inputs, context)
     with pytest.raises(InputError, match="not a local model folder"):
-        build_reward({"type": "reward_model", "model": "OpenAssistant/reward-model-deberta-v3-large"}, context)
+        REWARDS.build({"type": "reward_model", "model": "OpenAssistant/reward-model-deberta-v3-large"}, context)
 
 
 def pairs_file(tmp_path, n=40) -> Path:
@@ -127,7 +127,7 @@ def test_train_reward_head_is_seeded_split_by_prompt_and_loadable(tmp_path):
     assert report["val_accuracy"] == 1.0 and report["reward_std"] > 0
     assert set(report["accuracy_by_length"]) == {"chosen_longer"}
     # The folder is what the reward_model reward loads.
-    reward = build_reward({"type": "reward_model", "model": "a", "prompt_fields": ["message"]},
+    reward = REWARDS.build({"type": "reward_model", "model": "a", "prompt_fields": ["message"]},
                           RewardContext(base_dir=tmp_path))
     good, bad = asyncio.run(reward.score_batch(
         [{}, {}], [{"reply": "Happy to help with order 99, refund sent."}, {"reply": "Go away."}],
@@ -144,7 +144,7 @@ def test_train_reward_fine_tunes_a_local_hf_model(tmp_path, tiny_classifier):
     assert report["kind"] == "hf-sequence-classification" and report["epochs"] == 1
     config = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert config["id2label"] == {"0": "reward"}
-    value = build_reward({"type": "reward_model", "model": "ft"}, RewardContext(base_dir=tmp_path)).score(
+    value = REWARDS.build({"type": "reward_model", "model": "ft"}, RewardContext(base_dir=tmp_path)).score(
         {}, {"reply": "Happy to help."}, {"message": "Customer question"})
     assert math.isfinite(value)
 
@@ -258,7 +258,7 @@ def ensemble(tmp_path, **extra):
     config = {"type": "ensemble", "name": "ens", "members": [
         {"name": "a", "type": "python", "function": "members.py:double", "weight": 1.0},
         {"name": "b", "type": "python", "function": "members.py:shifted", "weight": 3.0}], **extra}
-    return build_reward(config, RewardContext(base_dir=tmp_path))
+    return REWARDS.build(config, RewardContext(base_dir=tmp_path))
 
 
 @pytest.mark.parametrize("mode,expected", [
@@ -280,7 +280,7 @@ def test_ensemble_modes_by_hand(tmp_path):
 def test_ensemble_member_names_must_be_unique(tmp_path):
     write(tmp_path / "members.py", MEMBER_CODE)
     with pytest.raises(ValueError, match="member names must be unique"):
-        build_reward({"type": "ensemble", "members": [{"type": "python", "function": "members.py:double"},
+        REWARDS.build({"type": "ensemble", "members": [{"type": "python", "function": "members.py:double"},
                                                       {"type": "python", "function": "members.py:shifted"}]},
                      RewardContext(base_dir=tmp_path))
 

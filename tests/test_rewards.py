@@ -1,25 +1,25 @@
 import pytest
 
 from rewardctl.errors import InputError
-from rewardctl.rewards import REGISTRY, build_reward
+from rewardctl.rewards import REWARDS
 from rewardctl.rewards.token_overlap import tokens_squad, tokens_synalinks
 
 
 def score(config, y_true, y_pred):
-    return build_reward(config).score(y_true, y_pred)
+    return REWARDS.build(config).score(y_true, y_pred)
 
 
 def test_registry_has_builtins_and_configs_round_trip():
-    assert {"exact_match", "f1_score", "precision", "recall", "fbeta"} <= set(REGISTRY)
+    assert {"exact_match", "f1_score", "precision", "recall", "fbeta"} <= set(REWARDS)
     config = {"type": "fbeta", "name": "fb", "beta": 2.0, "in_mask": ["answer"], "weight": 0.5}
-    reward = build_reward(config)
+    reward = REWARDS.build(config)
     assert reward.get_config() == config
-    assert build_reward(reward.get_config()).get_config() == config
+    assert REWARDS.build(reward.get_config()).get_config() == config
 
 
 def test_unknown_type():
     with pytest.raises(InputError, match="unknown reward type 'nope'"):
-        build_reward({"type": "nope"})
+        REWARDS.build({"type": "nope"})
 
 
 def test_exact_match():
@@ -63,15 +63,15 @@ def test_leaves_are_paired_by_key_path_not_position():
 def test_failure_policy():
     import asyncio
 
-    em = build_reward({"type": "exact_match"})
+    em = REWARDS.build({"type": "exact_match"})
     assert asyncio.run(em.score_batch([{"a": 1}], [None])) == [0.0]
-    custom = build_reward({"type": "exact_match", "failure_score": 0.25})
+    custom = REWARDS.build({"type": "exact_match", "failure_score": 0.25})
     assert custom.score({"a": 1}, None) == 0.25
-    excluded = build_reward({"type": "exact_match", "on_error": "exclude"})
+    excluded = REWARDS.build({"type": "exact_match", "on_error": "exclude"})
     assert excluded.score({"a": 1}, None) is None
 
 
 def test_masks_leaving_nothing_is_an_error():
-    reward = build_reward({"type": "f1_score", "in_mask": ["answer"]})
+    reward = REWARDS.build({"type": "f1_score", "in_mask": ["answer"]})
     with pytest.raises(InputError, match="leave nothing to compare"):
         reward.score({"other": "x"}, {"other": "x"})

@@ -7,12 +7,12 @@ import textwrap
 import pytest
 
 from rewardctl.errors import InputError
-from rewardctl.rewards import REGISTRY, RewardContext, build_reward
+from rewardctl.rewards import REWARDS, RewardContext
 from rewardctl.rewards.base import Normalization, fit_normalization
 
 
 def score(config, y_true, y_pred, inputs=None, context=None):
-    return build_reward(config, context).score(y_true, y_pred, inputs)
+    return REWARDS.build(config, context).score(y_true, y_pred, inputs)
 
 
 # --- contains / regex / json_schema / length ---------------------------------------------------
@@ -48,7 +48,7 @@ def test_regex_values(config, pred, expected):
 
 def test_regex_rejects_bad_pattern():
     with pytest.raises(ValueError, match="invalid regular expression"):
-        build_reward({"type": "regex", "pattern": "("})
+        REWARDS.build({"type": "regex", "pattern": "("})
 
 
 def test_json_schema_inline_file_and_default(tmp_path):
@@ -62,8 +62,8 @@ def test_json_schema_inline_file_and_default(tmp_path):
     assert score({"type": "json_schema"}, {}, {"answer": "x"}, context=outputs) == 1.0
     assert score({"type": "json_schema"}, {}, {"other": "x"}, context=outputs) == 0.0
     with pytest.raises(InputError, match="invalid JSON Schema"):
-        build_reward({"type": "json_schema", "schema": {"type": "nonsense"}})
-    assert build_reward({"type": "json_schema", "schema": schema}).get_config()["schema"] == schema
+        REWARDS.build({"type": "json_schema", "schema": {"type": "nonsense"}})
+    assert REWARDS.build({"type": "json_schema", "schema": schema}).get_config()["schema"] == schema
 
 
 @pytest.mark.parametrize("config,text,expected", [
@@ -82,7 +82,7 @@ def test_length_values(config, text, expected):
 
 def test_length_needs_a_mode():
     with pytest.raises(ValueError, match="needs a 'target'"):
-        build_reward({"type": "length"})
+        REWARDS.build({"type": "length"})
 
 
 # --- python -------------------------------------------------------------------------------------
@@ -114,20 +114,20 @@ def test_python_file_and_module_functions(tmp_path):
     assert score({"type": "python", "function": "my_rewards.py:with_inputs"}, {"a": ""}, {"a": "say hi"},
                  {"q": "hi"}, context=ctx) == 1.0
     assert score({"type": "python", "function": "my_rewards.py:later"}, {}, {"a": ""}, context=ctx) == 0.25
-    reward = build_reward({"type": "python", "function": "my_rewards.py:batch", "batched": True}, ctx)
+    reward = REWARDS.build({"type": "python", "function": "my_rewards.py:batch", "batched": True}, ctx)
     assert asyncio.run(reward.score_batch([{}, {}], [{"a": "xx"}, {"a": "xxx"}])) == [2.0, 3.0]
     with pytest.raises(InputError, match="raised ValueError: boom"):
         score({"type": "python", "function": "my_rewards.py:bad"}, {}, {"a": ""}, context=ctx)
     with pytest.raises(InputError, match="not a number"):
         score({"type": "python", "function": "my_rewards.py:not_a_number"}, {}, {"a": ""}, context=ctx)
     with pytest.raises(InputError, match="has no function 'nope'"):
-        build_reward({"type": "python", "function": "my_rewards.py:nope"}, ctx)
+        REWARDS.build({"type": "python", "function": "my_rewards.py:nope"}, ctx)
     with pytest.raises(InputError, match="no such file"):
-        build_reward({"type": "python", "function": "missing.py:f"}, ctx)
+        REWARDS.build({"type": "python", "function": "missing.py:f"}, ctx)
     with pytest.raises(InputError, match="cannot load no_such_module"):
-        build_reward({"type": "python", "function": "no_such_module:f"}, ctx)
+        REWARDS.build({"type": "python", "function": "no_such_module:f"}, ctx)
     with pytest.raises(ValueError, match="module:function"):
-        build_reward({"type": "python", "function": "just_a_name"}, ctx)
+        REWARDS.build({"type": "python", "function": "just_a_name"}, ctx)
 
 
 # --- composite ---------------------------------------------------------------------------------
@@ -150,9 +150,9 @@ def test_composite_combines(combine, expected):
 def test_composite_parts_keep_their_masks_and_round_trip():
     config = {"type": "composite", "name": "c", "rewards": [
         {"type": "exact_match", "in_mask": ["answer"]}, {"type": "contains", "value": "because"}]}
-    reward = build_reward(config)
+    reward = REWARDS.build(config)
     assert reward.score({"answer": "4", "why": "w"}, {"answer": "4", "why": "because"}) == 1.0
-    assert build_reward(reward.get_config()).get_config() == reward.get_config()
+    assert REWARDS.build(reward.get_config()).get_config() == reward.get_config()
 
 
 # --- normalization, clipping, failure policy ---------------------------------------------------
@@ -168,7 +168,7 @@ def test_minmax_zscore_and_clip():
 
 
 def test_running_normalization_uses_values_seen_so_far():
-    reward = build_reward({"type": "exact_match", "normalization": {"method": "running"}})
+    reward = REWARDS.build({"type": "exact_match", "normalization": {"method": "running"}})
     values = asyncio.run(reward.score_batch([{"a": 1}] * 3, [{"a": 1}, {"a": 2}, {"a": 1}]))
     # raw 1, 0, 1: z of 1st = 0 (one value); 2nd: mean .5, std .7071 -> -0.7071; 3rd: mean 2/3, std .5774 -> 0.5774
     assert values == pytest.approx([0.0, -0.70710678, 0.57735027])
@@ -178,13 +178,13 @@ def test_fit_normalization_and_unfitted_is_refused():
     assert fit_normalization("minmax", [0.2, 0.8, 0.5]) == Normalization(method="minmax", min=0.2, max=0.8)
     fitted = fit_normalization("zscore", [1.0, 2.0, 3.0])
     assert (fitted.mean, fitted.std) == (2.0, 1.0)
-    reward = build_reward({"type": "exact_match", "normalization": {"method": "zscore"}})
+    reward = REWARDS.build({"type": "exact_match", "normalization": {"method": "zscore"}})
     with pytest.raises(InputError, match="needs fitted parameters"):
         reward.check_ready()
 
 
 def test_failure_score_is_not_normalized():
-    reward = build_reward({"type": "exact_match", "failure_score": -1.0,
+    reward = REWARDS.build({"type": "exact_match", "failure_score": -1.0,
                            "normalization": {"method": "minmax", "min": 0, "max": 2}})
     assert reward.score({"a": 1}, None) == -1.0
     assert reward.score({"a": 1}, {"a": 1}) == 0.5
@@ -208,13 +208,13 @@ def test_every_reward_type_round_trips_its_config(tmp_path):
         "clip": {"model": "rm", "image_field": "image"},
         "ensemble": {"mode": "min", "members": [{"type": "exact_match", "name": "a"}, {"type": "f1_score", "name": "b"}]},
     }
-    assert set(examples) == set(REGISTRY)
+    assert set(examples) == set(REWARDS)
     (tmp_path / "rm").mkdir()
     (tmp_path / "rm" / "reward_model.json").write_text('{"format": "rewardctl-embedding-head"}')
     ctx = RewardContext(base_dir=tmp_path)
     for type_name, options in examples.items():
         config = {"type": type_name, "name": f"my_{type_name}", "weight": 2.0, **options}
-        reward = build_reward(config, ctx)
-        again = build_reward(reward.get_config(), ctx)
+        reward = REWARDS.build(config, ctx)
+        again = REWARDS.build(reward.get_config(), ctx)
         assert again.get_config() == reward.get_config(), type_name
         assert reward.name == f"my_{type_name}" and reward.weight == 2.0

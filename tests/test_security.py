@@ -121,9 +121,9 @@ INJECTIONS = [
 
 def judge_for(model: str, tmp_path, **extra):
     from rewardctl.modelconfig import ModelConfig
-    from rewardctl.rewards import RewardContext, build_reward
+    from rewardctl.rewards import REWARDS, RewardContext
 
-    return build_reward({"type": "lm_judge", "rubric": "Is the response the capital city? Be strict.",
+    return REWARDS.build({"type": "lm_judge", "rubric": "Is the response the capital city? Be strict.",
                          "scale": [1, 5], "model": {"name": model, **extra}},
                         RewardContext(base_dir=tmp_path, use_cache=False, default_model=ModelConfig()))
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from rewardctl.rewards import RewardContext, build_reward
+from rewardctl.rewards import REWARDS, RewardContext
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +18,14 @@ def minilm():
 def test_cosine_matches_sentence_transformers(minilm):
     from sentence_transformers import util
 
-    reward = build_reward({"type": "cosine_similarity"})
+    reward = REWARDS.build({"type": "cosine_similarity"})
     a, b = "The capital of France is Paris.", "Paris is France's capital city."
     expected = (float(util.cos_sim(minilm.encode(a), minilm.encode(b))) + 1) / 2
     assert reward.score({"x": a}, {"x": b}) == pytest.approx(expected, abs=1e-5)
 
 
 def test_cosine_leaf_rules_and_ordering():
-    reward = build_reward({"type": "cosine_similarity"})
+    reward = REWARDS.build({"type": "cosine_similarity"})
     assert reward.score({"x": "same text"}, {"x": "same text"}) == pytest.approx(1.0, abs=1e-5)
     assert reward.score({"x": ""}, {"x": ""}) == 1.0
     assert reward.score({"x": "something"}, {"x": ""}) == 0.0
@@ -37,7 +37,7 @@ def test_cosine_leaf_rules_and_ordering():
 
 
 def test_cosine_batches_and_caches():
-    reward = build_reward({"type": "cosine_similarity", "name": "cache_probe"})
+    reward = REWARDS.build({"type": "cosine_similarity", "name": "cache_probe"})
     embedder = reward.embedder
     refs = [{"x": f"reference sentence {i % 5}"} for i in range(40)]
     preds = [{"x": f"predicted sentence {i % 7}"} for i in range(40)]
@@ -52,13 +52,13 @@ def test_cosine_refuses_hub_names():
     from rewardctl.errors import InputError
 
     with pytest.raises(InputError, match="never downloads"):
-        build_reward({"type": "cosine_similarity", "model": "sentence-transformers/all-mpnet-base-v2"})
+        REWARDS.build({"type": "cosine_similarity", "model": "sentence-transformers/all-mpnet-base-v2"})
 
 
 def judge(reply, **extra):
     config = {"type": "lm_judge", "rubric": "Is the answer correct and complete?", "scale": [1, 5],
               "model": {"name": "openai/gpt-4o-mini", "extra": {"mock_response": reply}}, **extra}
-    return build_reward(config, RewardContext())
+    return REWARDS.build(config, RewardContext())
 
 
 def test_judge_parses_and_normalizes_the_grade():
@@ -92,4 +92,4 @@ def test_judge_examples_and_scale_checked():
         judge('{"score": "1"}', scale=[3, 3])
     reward = judge('{"score": "2"}', examples=[{"inputs": {"q": "2+2?"}, "reference": {"a": "4"},
                                                 "response": {"a": "4"}, "score": 5}])
-    assert reward.judge_spec.examples[0].output == {"score": "5"}
+    assert reward.signature.examples[0].output == {"score": "5"}

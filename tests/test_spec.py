@@ -57,6 +57,33 @@ def test_unknown_reward_type(tmp_path):
     assert "exact_match" in message
 
 
+def test_did_you_mean_suggests_a_key_valid_there_never_the_key_typed(tmp_path):
+    # 'reward' is a key of thresholds, not of the spec: the spec's own 'rewards' is meant.
+    message = error_of(tmp_path, MINIMAL_SPEC.replace("rewards:\n", "reward:\n"))
+    assert ":13: reward: unknown key 'reward' (did you mean 'rewards'?)" in message
+    # Suggestions come from the keys valid where the typo is: a reward's options here.
+    message = error_of(tmp_path, MINIMAL_SPEC + "    weigth: 2\n")
+    assert "rewards[0].weigth: unknown key 'weigth' (did you mean 'weight'?)" in message
+    message = error_of(tmp_path, MINIMAL_SPEC + "thresholds: {rewrd: 0.5}\n")
+    assert "thresholds.rewrd: unknown key 'rewrd' (did you mean 'reward'?)" in message
+
+
+def test_spec_checks_live_on_each_type(tmp_path):
+    """Each type's config checks its entry: masks (any reward, field_f1), classification's
+    field, pass_at_k's score, and the parts of composite and ensemble rewards."""
+    message = error_of(tmp_path, MINIMAL_SPEC + "metrics:\n  - {type: classification, field: labl}\n")
+    assert "metrics[0].field: no output field 'labl' (outputs: answer)" in message
+    message = error_of(tmp_path, MINIMAL_SPEC + "metrics:\n  - {type: pass_at_k, score: emm}\n")
+    assert "metrics[0].score: no reward or metric named 'emm' (known: em, pass_at_k)" in message
+    message = error_of(tmp_path, MINIMAL_SPEC + "metrics:\n  - {type: field_f1, out_mask: [nope]}\n")
+    assert "metrics[0].out_mask: out_mask entry 'nope' matches no output field" in message
+    message = error_of(tmp_path, MINIMAL_SPEC + "  - {type: composite, rewards: [{type: f1_score, in_mask: [x]}]}\n")
+    assert "rewards[1].rewards[0].in_mask: in_mask entry 'x' matches no output field" in message
+    message = error_of(tmp_path, MINIMAL_SPEC + "  - type: ensemble\n    members: [{type: f1_score, name: a},"
+                                                " {type: recall, name: b, in_mask_pattern: zz}]\n")
+    assert "rewards[1].members[1].in_mask: in_mask_pattern 'zz' matches no output field" in message
+
+
 def test_wrong_type_of_value(tmp_path):
     message = error_of(tmp_path, MINIMAL_SPEC.replace("max_length: 40", "max_length: lots"))
     assert ":9: outputs.answer.max_length:" in message

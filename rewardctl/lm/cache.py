@@ -22,6 +22,7 @@ def cache_key(payload: dict[str, Any]) -> str:
 
 class ResponseCache:
     def __init__(self, directory: str | Path, size_limit_bytes: int = 4 * 1024**3):
+        # diskcache: only runs that cache responses need it (start-up time).
         import diskcache
 
         self.directory = Path(directory)

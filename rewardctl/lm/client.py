@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
 import os
 import random
 import time
@@ -10,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardctl.errors import InputError, RunError, one_line
+from rewardctl.lm import litellm_setup
 from rewardctl.lm.cache import ResponseCache, cache_key
-from rewardctl.prompting import Request
-from rewardctl.spec import ModelConfig
+from rewardctl.lm.litellm_setup import get_litellm
+from rewardctl.lm.local import get_engine
+from rewardctl.lm.request import Request
+from rewardctl.modelconfig import ModelConfig
 
 
 @dataclass
@@ -50,8 +55,6 @@ def _status(exc: BaseException) -> int | None:
 
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds from a Retry-After header (litellm keeps response headers on its exceptions)."""
-    import email.utils
-
     if type(exc).__name__ == "WorkerError":
         return exc.retry_after
     for headers in (getattr(exc, "litellm_response_headers", None),
@@ -132,12 +135,8 @@ class LMClient:
         """Begin loading a local model in the background; errors surface on the first call."""
         if not self.config.is_local:
             return
-        try:
-            from rewardctl.lm.local import get_engine
-
+        with contextlib.suppress(RunError):
             get_engine(self.config.resolved_name.removeprefix("local/")).warm_up()
-        except RunError:
-            pass
 
     def params(self, request: Request, *, grammar: str | None = None,
                response_format: dict[str, Any] | None = None,
@@ -220,8 +219,6 @@ class LMClient:
             elif cfg.is_local:
                 self._prices = (0.0, 0.0)
             else:
-                from rewardctl.lm.litellm_setup import get_litellm
-
                 try:
                     info = get_litellm().get_model_info(model=cfg.name)
                     prompt, completion = info.get("input_cost_per_token"), info.get("output_cost_per_token")
@@ -245,8 +242,6 @@ class LMClient:
             if self.pool is not None:
                 self._supports_schema = bool((await self.pool.request("schema", model=self.config.name))["supported"])
             else:
-                from rewardctl.lm.litellm_setup import get_litellm
-
                 self.supports_response_schema(get_litellm())
         return bool(self._supports_schema)
 
@@ -302,8 +297,6 @@ class LMClient:
             raise ProviderError(f"{purpose} needs token-level sampling from the model's full "
                                 f"distribution, which only local/ models give; {self.config.name} "
                                 "does not", fatal=True)
-        from rewardctl.lm.local import get_engine
-
         return get_engine(self.config.resolved_name.removeprefix("local/"))
 
     async def continuation_logprobs(self, prompt: str, continuation: str) -> list[tuple[str, float]]:
@@ -312,6 +305,7 @@ class LMClient:
         providers need an OpenAI-compatible completions endpoint that echoes the prompt's
         log-probabilities (vLLM, llama.cpp's server) or returns vLLM's prompt_logprobs."""
         if self.config.is_local:
+            # tokens imports numpy: only token-level work (KL, log-probabilities) needs it.
             from rewardctl.lm import tokens
 
             engine = self._engine("scoring a continuation")
@@ -325,8 +319,6 @@ class LMClient:
         return await self._remote_continuation_logprobs(prompt, continuation)
 
     async def _remote_continuation_logprobs(self, prompt: str, continuation: str) -> list[tuple[str, float]]:
-        from rewardctl.lm.litellm_setup import get_litellm
-
         litellm = get_litellm()
         model = self.config.name.split("/", 1)[1] if "/" in self.config.name else self.config.name
         kwargs: dict[str, Any] = {"custom_llm_provider": "text-completion-openai", "echo": True, "logprobs": 1,
@@ -356,6 +348,7 @@ class LMClient:
 
     async def sample_tokens(self, prompt: str, *, n: int, max_tokens: int, stop: list[str], seed: int):
         """``n`` samples drawn from the full softmax at temperature 1 (rewardctl.lm.tokens.sample)."""
+        # tokens imports numpy: only token-level work (KL, log-probabilities) needs it.
         import numpy as np
 
         from rewardctl.lm import tokens
@@ -365,6 +358,7 @@ class LMClient:
         return await engine.run_token_op(tokens.sample, prompt, n=n, max_tokens=max_tokens, stop=stop, rng=rng)
 
     async def score_sampled(self, prompt: str, samples: list[Any]) -> list[list[float]]:
+        # tokens imports numpy: only token-level work (KL, log-probabilities) needs it.
         from rewardctl.lm import tokens
 
         engine = self._engine("KL estimation")
@@ -373,8 +367,6 @@ class LMClient:
     async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
         litellm = None
         if self.pool is None:
-            from rewardctl.lm import litellm_setup
-
             if not litellm_setup.is_loaded():
                 self.warm_up()  # the model loads while litellm imports
             litellm = litellm_setup.get_litellm()

@@ -13,6 +13,8 @@ import os
 import sys
 import threading
 
+from rewardctl.lm.local import make_provider
+
 _lock = threading.Lock()
 _litellm = None
 
@@ -30,12 +32,11 @@ def get_litellm():
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             os.environ.setdefault("LITELLM_TELEMETRY", "False")
             with contextlib.redirect_stdout(sys.stderr):
+                # litellm takes about a second to import: only model calls need it.
                 import litellm
             litellm.suppress_debug_info = True
             litellm.telemetry = False
             litellm.set_verbose = False
-            from rewardctl.lm.local import make_provider
-
             providers = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != "local"]
             litellm.custom_provider_map = providers + [
                 {"provider": "local", "custom_handler": make_provider()}

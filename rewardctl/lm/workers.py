@@ -24,9 +24,12 @@ import json
 import os
 import signal
 import sys
+import warnings
 from typing import Any
 
 from rewardctl.errors import RunError
+from rewardctl.lm.client import _retry_after, _status
+from rewardctl.lm.litellm_setup import get_litellm
 
 STREAM_LIMIT = 64 * 1024 * 1024  # a request holds whole prompts
 
@@ -144,15 +147,11 @@ class WorkerPool:
 # --- the worker side ------------------------------------------------------------------------------
 
 def _describe(exc: BaseException) -> dict[str, Any]:
-    from rewardctl.lm.client import _retry_after, _status
-
     return {"ok": False, "name": type(exc).__name__, "status": _status(exc),
             "message": str(exc), "retry_after": _retry_after(exc)}
 
 
 async def _serve(out: Any) -> None:
-    from rewardctl.lm.litellm_setup import get_litellm
-
     litellm = get_litellm()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=STREAM_LIMIT)
@@ -220,8 +219,6 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    import warnings
-
     warnings.filterwarnings("ignore")
     asyncio.run(_serve(out))
 

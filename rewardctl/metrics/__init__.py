@@ -1,10 +1,6 @@
 """Run-level metrics (one module per metric type) behind a registry."""
 
 from rewardctl.metrics import classification, field_f1, pass_at_k  # noqa: F401  (registers them)
-from rewardctl.metrics.base import METRICS, MetricConfig, RunMetric, build_metric, register_metric
+from rewardctl.metrics.base import METRICS, MetricConfig, RunMetric, build_metric
 
-__all__ = ["METRICS", "MetricConfig", "RunMetric", "build_metric", "register_metric"]
-
-
-def config_models() -> list[type[MetricConfig]]:
-    return [cls.config_model for cls in METRICS.values()]
+__all__ = ["METRICS", "MetricConfig", "RunMetric", "build_metric"]

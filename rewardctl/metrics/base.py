@@ -8,6 +8,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rewardctl.datamodel import DataModel
+from rewardctl.registry import Registry
+from rewardctl.records.prediction import PredictionRecord
 from rewardctl.rewards.base import RewardContext
 
 
@@ -20,6 +23,11 @@ class MetricConfig(BaseModel):
     @property
     def display_name(self) -> str:
         return self.name or self.type
+
+    def spec_problems(self, outputs: DataModel, score_names: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+        """What is wrong with this entry given the spec's output fields and the names of its
+        rewards and metrics, as (location under the entry, message), first problem first."""
+        return []
 
 
 class RunMetric:
@@ -46,7 +54,7 @@ class RunMetric:
         return []
 
     def update(self, y_true: dict[str, Any], y_pred: dict[str, Any] | None,
-               inputs: dict[str, Any] | None, scores: Any) -> None:
+               inputs: dict[str, Any] | None, scores: PredictionRecord) -> None:
         raise TypeError(f"{type(self).__name__} must define update")
 
     def result(self) -> tuple[float | None, dict[str, Any]]:
@@ -54,13 +62,9 @@ class RunMetric:
         raise TypeError(f"{type(self).__name__} must define result")
 
 
-METRICS: dict[str, type[RunMetric]] = {}
+METRICS: Registry[RunMetric] = Registry("metric")
 
 
-def register_metric(cls: type[RunMetric]) -> type[RunMetric]:
-    METRICS[cls.type_name()] = cls
-    return cls
-
-
-def build_metric(config: MetricConfig, context: RewardContext | None = None) -> RunMetric:
-    return METRICS[config.type](config, context)
+def build_metric(config: MetricConfig | dict[str, Any], context: RewardContext | None = None) -> RunMetric:
+    """``METRICS.build(config, context)`` (rewardctl.scoring still calls it by this name)."""
+    return METRICS.build(config, context)

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rewardctl.metrics.base import MetricConfig, RunMetric, register_metric
+from rewardctl.datamodel import DataModel
+from rewardctl.metrics.base import METRICS, MetricConfig, RunMetric
 
 FAILED = "<failed>"
 MISSING = "<missing>"
@@ -28,6 +29,11 @@ class ClassificationConfig(MetricConfig):
     on_error: Literal["score", "exclude"] = Field(
         "score", description="A failed prediction counts as a wrong label ('score') or is left out.")
 
+    def spec_problems(self, outputs: DataModel, score_names: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+        if self.field.split(".")[0] in outputs:
+            return []
+        return [(("field",), f"no output field '{self.field}' (outputs: {', '.join(outputs)})")]
+
 
 def label_of(obj: dict[str, Any] | None, path: str) -> str:
     if obj is None:
@@ -42,7 +48,7 @@ def label_of(obj: dict[str, Any] | None, path: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-@register_metric
+@METRICS.register
 class Classification(RunMetric):
     config_model = ClassificationConfig
 
@@ -74,6 +80,7 @@ class Classification(RunMetric):
     def result(self) -> tuple[float | None, dict[str, Any]]:
         if not self.y_true:
             return None, {"count": 0, "excluded": self.excluded}
+        # scikit-learn takes about a second to import: only classification metrics need it.
         from sklearn.exceptions import UndefinedMetricWarning
         from sklearn.metrics import (
             accuracy_score,

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rewardctl.metrics.base import MetricConfig, RunMetric, register_metric
+from rewardctl.datamodel import DataModel
+from rewardctl.metrics.base import METRICS, MetricConfig, RunMetric
 from rewardctl.rewards.leaves import paired_leaves
-from rewardctl.rewards.masks import Masks, schema_template
+from rewardctl.rewards.masks import Masks, mask_problems, schema_template
 from rewardctl.rewards.token_overlap import TOKENIZERS, fbeta_from_counts, overlap_counts
 
 
@@ -25,8 +26,11 @@ class FieldF1Config(MetricConfig):
     in_mask_pattern: str | None = None
     out_mask_pattern: str | None = None
 
+    def spec_problems(self, outputs: DataModel, score_names: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+        return mask_problems(outputs, self.in_mask, self.out_mask, self.in_mask_pattern, self.out_mask_pattern)
 
-@register_metric
+
+@METRICS.register
 class FieldF1(RunMetric):
     config_model = FieldF1Config
 

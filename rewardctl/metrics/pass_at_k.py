@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rewardctl.metrics.base import MetricConfig, RunMetric, register_metric
+from rewardctl.datamodel import DataModel
+from rewardctl.metrics.base import METRICS, MetricConfig, RunMetric
 
 
 class PassAtKConfig(MetricConfig):
@@ -21,6 +22,11 @@ class PassAtKConfig(MetricConfig):
     threshold: float = Field(1.0, description="A sample passes when its score is at or above this.")
     group_by: Literal["inputs", "inputs_and_reference"] = "inputs_and_reference"
 
+    def spec_problems(self, outputs: DataModel, score_names: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+        if self.score is None or self.score in score_names:
+            return []
+        return [(("score",), f"no reward or metric named '{self.score}' (known: {', '.join(sorted(score_names))})")]
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
@@ -28,7 +34,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-@register_metric
+@METRICS.register
 class PassAtK(RunMetric):
     config_model = PassAtKConfig
 

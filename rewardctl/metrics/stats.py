@@ -16,6 +16,7 @@ MULTINOMIAL_MAX_DISTINCT = 2_000
 def bootstrap_ci(values: Any, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
                  level: float = 0.95) -> tuple[float, float, str]:
     """Percentile bootstrap CI of the mean (seeded: the same values give the same interval)."""
+    # numpy costs start-up time that only this computation needs.
     import numpy as np
 
     a = np.asarray(values, dtype=np.float64)
@@ -46,6 +47,7 @@ def bootstrap_ci(values: Any, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAM
 
 def describe(values: Sequence[float], *, excluded: int = 0, pass_threshold: float | None = 0.5,
              seed: int = 0) -> dict[str, Any]:
+    # numpy costs start-up time that only this computation needs.
     import numpy as np
 
     n = len(values)

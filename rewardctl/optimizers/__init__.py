@@ -1,15 +1,10 @@
 """Optimizers (one module per optimizer) behind a registry."""
 
-from typing import Annotated, Union
-
-from pydantic import Field
-
 from rewardctl.optimizers import bootstrap_few_shot, kl_penalized, random_few_shot  # noqa: F401  (registers them)
-from rewardctl.optimizers.base import REGISTRY, Observation, Optimizer, OptimizerConfig, register
+from rewardctl.optimizers.base import OPTIMIZERS, Observation, Optimizer, OptimizerConfig
+from rewardctl.registry import config_union
 
-__all__ = ["REGISTRY", "AnyOptimizerConfig", "Observation", "Optimizer", "OptimizerConfig", "register"]
+__all__ = ["OPTIMIZERS", "REGISTRY", "AnyOptimizerConfig", "Observation", "Optimizer", "OptimizerConfig"]
 
-AnyOptimizerConfig = Annotated[
-    Union[tuple(cls.config_model for cls in REGISTRY.values())],  # noqa: UP007
-    Field(discriminator="type"),
-]
+AnyOptimizerConfig = config_union(OPTIMIZERS)
+REGISTRY = OPTIMIZERS  # the old name, still imported by rewardctl.optimize

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rewardctl.records.optimize import StepScore
+from rewardctl.registry import Registry
 from rewardctl.state import Example, ProgramState
 
 
@@ -50,6 +52,15 @@ class Observation:
     reward: float | None
 
 
+class CandidateRunner(Protocol):
+    """What an optimizer may ask of the loop's runner (rewardctl.runner.Runner)."""
+
+    async def mean(self, state: ProgramState, rows: list[Any]) -> float: ...
+
+    async def sample(self, state: ProgramState, reference: ProgramState | None, rows: list[Any], *,
+                     n: int, max_tokens: int, seed: int) -> list[Any]: ...
+
+
 class Optimizer:
     config_model: ClassVar[type[OptimizerConfig]] = OptimizerConfig
 
@@ -62,6 +73,9 @@ class Optimizer:
     def type_name(cls) -> str:
         return cls.config_model.model_fields["type"].default
 
+    def get_config(self) -> dict[str, Any]:
+        return {"type": self.config.type, **self.config.model_dump(mode="json", exclude_defaults=True)}
+
     # --- to implement ---
     def observe(self, observations: list[Observation]) -> None:
         """Record a training batch's results."""
@@ -72,16 +86,23 @@ class Optimizer:
     def propose(self, parent: ProgramState, rng: random.Random) -> ProgramState | None:
         raise TypeError(f"{type(self).__name__} must define propose")
 
-    async def evaluate(self, runner: Any, state: ProgramState, rows: list[Any], seed: int) -> dict[str, Any]:
-        """Score a candidate on rows: ``objective`` decides selection; other keys go into the
-        step's history. Default: the mean reward of the program's (greedy) outputs."""
-        return {"objective": await runner.mean(state, rows)}
+    async def evaluate(self, runner: CandidateRunner, state: ProgramState, rows: list[Any], seed: int) -> StepScore:
+        """Score a candidate on rows: ``objective`` decides selection; the other statistics go
+        into the step's history. Default: the mean reward of the program's (greedy) outputs."""
+        return StepScore(objective=await runner.mean(state, rows))
 
-    def after_step(self, stats: dict[str, Any]) -> None:
+    def after_step(self, stats: StepScore) -> None:
         """Called after each step's candidate was scored (the kl optimizer adapts beta here)."""
 
     def set_reference(self, state: ProgramState) -> None:
         """The program a KL is measured against (the initial one, or --reference)."""
+
+    def set_labeled(self, examples: list[Example]) -> None:
+        """Training rows with complete references (bootstrap_few_shot's teacher shows them)."""
+
+    def teacher(self, parent: ProgramState, rng: random.Random) -> ProgramState:
+        """The program that runs on a training batch to produce the observations; default: the parent."""
+        return parent
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -126,9 +147,4 @@ def demo(inputs: dict[str, Any], output: dict[str, Any], outputs: list[str]) -> 
     return Example(input=inputs, output={name: output[name] for name in outputs})
 
 
-REGISTRY: dict[str, type[Optimizer]] = {}
-
-
-def register(cls: type[Optimizer]) -> type[Optimizer]:
-    REGISTRY[cls.type_name()] = cls
-    return cls
+OPTIMIZERS: Registry[Optimizer] = Registry("optimizer")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rewardctl.optimizers.base import Observation, Optimizer, OptimizerConfig, demo, register
+from rewardctl.optimizers.base import OPTIMIZERS, Observation, Optimizer, OptimizerConfig, demo
 from rewardctl.state import Example, ProgramState
 
 
@@ -35,7 +35,7 @@ class BootstrapFewShotConfig(OptimizerConfig):
         return self
 
 
-@register
+@OPTIMIZERS.register
 class BootstrapFewShot(Optimizer):
     config_model = BootstrapFewShotConfig
 

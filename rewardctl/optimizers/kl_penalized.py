@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import Field
 
 from rewardctl.kl import AdaptiveKLController, FixedKLController, sequence_kl
-from rewardctl.optimizers.base import register
+from rewardctl.optimizers.base import OPTIMIZERS, CandidateRunner
+from rewardctl.records.optimize import StepScore
 from rewardctl.optimizers.random_few_shot import RandomFewShot, RandomFewShotConfig
 from rewardctl.state import ProgramState
 
@@ -44,7 +45,7 @@ class KLConfig(RandomFewShotConfig):
     max_sample_tokens: int = Field(48, ge=1, description="Most tokens in one sampled output.")
 
 
-@register
+@OPTIMIZERS.register
 class KLPenalized(RandomFewShot):
     config_model = KLConfig
 
@@ -59,7 +60,7 @@ class KLPenalized(RandomFewShot):
     def set_reference(self, state: ProgramState) -> None:
         self.reference = state
 
-    async def evaluate(self, runner: Any, state: ProgramState, rows: list[Any], seed: int) -> dict[str, Any]:
+    async def evaluate(self, runner: CandidateRunner, state: ProgramState, rows: list[Any], seed: int) -> StepScore:
         cfg = self.config
         samples = await runner.sample(state, self.reference, rows, n=cfg.samples_per_row,
                                       max_tokens=cfg.max_sample_tokens, seed=seed)
@@ -70,14 +71,13 @@ class KLPenalized(RandomFewShot):
         kl = float(np.mean(kls)) if kls else 0.0
         kl_stderr = float(np.std(kls, ddof=1) / np.sqrt(len(kls))) if len(kls) > 1 else 0.0
         score = float(np.mean(rewards)) if rewards else 0.0
-        return {
-            "objective": score - beta * kl, "score": score, "kl": kl, "kl_stderr": kl_stderr,
-            "beta": beta, "non_score_reward": -beta * kl, "entropy": float(np.mean(entropies)) if entropies else 0.0,
-            "samples": len(samples), "kl_in_band": KL_BAND[0] <= kl <= KL_BAND[1], "kl_negative": kl < 0,
-        }
+        return StepScore(
+            objective=score - beta * kl, score=score, kl=kl, kl_stderr=kl_stderr, beta=beta,
+            non_score_reward=-beta * kl, entropy=float(np.mean(entropies)) if entropies else 0.0,
+            samples=len(samples), kl_in_band=KL_BAND[0] <= kl <= KL_BAND[1], kl_negative=kl < 0)
 
-    def after_step(self, stats: dict[str, Any]) -> None:
-        self.controller.update(stats["kl"], stats["samples"])
+    def after_step(self, stats: StepScore) -> None:
+        self.controller.update(stats.kl or 0.0, stats.samples or 0)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "beta": self.controller.value}

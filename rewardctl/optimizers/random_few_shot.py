@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rewardctl.optimizers.base import Observation, Optimizer, OptimizerConfig, demo, register
+from rewardctl.optimizers.base import OPTIMIZERS, Observation, Optimizer, OptimizerConfig, demo
 from rewardctl.state import ProgramState
 
 
@@ -40,7 +40,7 @@ class RandomFewShotConfig(OptimizerConfig):
         return self
 
 
-@register
+@OPTIMIZERS.register
 class RandomFewShot(Optimizer):
     config_model = RandomFewShotConfig
 

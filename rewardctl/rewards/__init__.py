@@ -1,9 +1,6 @@
 """Rewards: one module per reward type, behind a registry (type name -> class)."""
 
-from typing import Annotated, Union
-
-from pydantic import Field
-
+from rewardctl.registry import config_union
 from rewardctl.rewards import (  # noqa: F401  (importing registers the built-ins)
     clip_score,
     composite,
@@ -19,25 +16,11 @@ from rewardctl.rewards import (  # noqa: F401  (importing registers the built-in
     reward_model,
     token_overlap,
 )
-from rewardctl.rewards.base import (
-    JSON,
-    REGISTRY,
-    Reward,
-    RewardConfig,
-    RewardContext,
-    build_reward,
-    register,
-)
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig, RewardContext, build_reward
 
-__all__ = ["JSON", "REGISTRY", "Reward", "RewardConfig", "RewardContext", "build_reward", "register"]
-
-
-def config_models() -> list[type[RewardConfig]]:
-    """The config model of every registered reward type, for the spec's discriminated union."""
-    return [cls.config_model for cls in REGISTRY.values()]
-
+__all__ = ["JSON", "REWARDS", "AnyRewardConfig", "Reward", "RewardConfig", "RewardContext", "build_reward"]
 
 # Any reward entry, told apart by `type`; composite rewards nest them.
-AnyRewardConfig = Annotated[Union[tuple(config_models())], Field(discriminator="type")]  # noqa: UP007
+AnyRewardConfig = config_union(REWARDS)
 for _nesting in (composite.CompositeConfig, ensemble.EnsembleConfig):
     _nesting.model_rebuild(_types_namespace={"AnyRewardConfig": AnyRewardConfig})

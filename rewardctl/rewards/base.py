@@ -26,8 +26,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rewardctl.datamodel import DataModel
 from rewardctl.errors import InputError
-from rewardctl.rewards.masks import Masks
+from rewardctl.registry import Registry
+from rewardctl.rewards.masks import Masks, mask_problems, schema_template
 
 JSON = dict[str, Any]
 
@@ -122,6 +124,12 @@ class RewardConfig(BaseModel):
     def display_name(self) -> str:
         return self.name or self.type
 
+    def spec_problems(self, outputs: DataModel, score_names: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+        """What is wrong with this entry given the spec's output fields and score names, as
+        (location under the entry, message), first problem first. Here: a mask entry that
+        matches no output field; types with more to check extend it."""
+        return mask_problems(outputs, self.in_mask, self.out_mask, self.in_mask_pattern, self.out_mask_pattern)
+
 
 @dataclass
 class RewardContext:
@@ -167,6 +175,7 @@ class Reward:
                            config.out_mask_pattern)
         self.set_normalization(config.normalization)
         self.unscored = 0  # rows with a prediction that this reward could not score
+        self.parts: list[Reward] = []  # the rewards this one combines (composite, ensemble)
         # Rewards made of parts record each part's value per row of the last batch.
         self.batch_components: list[dict[str, float | None]] | None = None
         self.last_components: list[dict[str, float | None] | None] | None = None
@@ -200,6 +209,18 @@ class Reward:
     def weight(self) -> float:
         return self.config.weight
 
+    # --- what inspection asks of a reward ---
+    measures_length: ClassVar[bool] = False
+    """True for a reward that pays for output length by design (its length bias is no defect)."""
+
+    def value_range(self) -> tuple[float, float] | None:
+        """The range the raw values promise to stay within; None: the reward does not bound them."""
+        return None
+
+    def needs_reference(self) -> bool:
+        """Whether scoring compares the output against a reference (y_true)."""
+        return True
+
     # --- to implement (one of) ---
     def compute(self, y_true: JSON, y_pred: JSON) -> float:
         raise TypeError(f"{type(self).__name__} must define compute, acompute or compute_batch")
@@ -217,8 +238,6 @@ class Reward:
     # --- what callers use ---
     def fields_read(self, outputs: Any) -> list[str]:
         """The top-level output fields this reward compares, given the outputs data model."""
-        from rewardctl.rewards.masks import schema_template
-
         template = schema_template(outputs)
         kept = self.apply_masks(template) or {}
         return [name for name in template if name in kept]
@@ -314,27 +333,24 @@ class Reward:
         """Score one example synchronously (convenient in notebooks and tests)."""
         return asyncio.run(self.score_batch([y_true], [y_pred], [inputs]))[0]
 
+    # --- hooks for rewards made of parts (composite, ensemble) ---
+    def agreement(self) -> dict[str, Any] | None:
+        """How much the parts agree, for reports (ensemble); None: nothing to report."""
+        return None
+
+    def write_sidecar(self) -> Path | None:
+        """Store fitted normalization beside the spec (ensemble); returns the file written."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.get_config()}>"
 
 
 # --- registry --------------------------------------------------------------------------------
 
-REGISTRY: dict[str, type[Reward]] = {}
-
-
-def register(cls: type[Reward]) -> type[Reward]:
-    type_name = cls.type_name()
-    if not type_name:
-        raise TypeError(f"{cls.__name__}.config_model needs a default for 'type'")
-    REGISTRY[type_name] = cls
-    return cls
+REWARDS: Registry[Reward] = Registry("reward")
 
 
 def build_reward(config: RewardConfig | dict[str, Any], context: RewardContext | None = None) -> Reward:
-    if isinstance(config, dict):
-        type_name = config.get("type")
-        if type_name not in REGISTRY:
-            raise InputError(f"unknown reward type '{type_name}' (known: {', '.join(sorted(REGISTRY))})")
-        return REGISTRY[type_name].from_config(config, context)
-    return REGISTRY[config.type](config, context)
+    """``REWARDS.build(config, context)`` (rewardctl.scoring still calls it by this name)."""
+    return REWARDS.build(config, context)

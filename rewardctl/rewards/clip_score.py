@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from rewardctl.embeddings import _offline_quiet_env
 from rewardctl.errors import InputError, RunError, one_line
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
+from rewardctl.rm.scorer import pick_device
 from rewardctl.rm.text import render
 
 
@@ -47,11 +49,9 @@ class _ClipModel:
     def load(self):
         with self._lock:
             if self._loaded is None:
-                from rewardctl.embeddings import _offline_quiet_env
-                from rewardctl.rm.scorer import pick_device
-
                 _offline_quiet_env()
                 try:
+                    # transformers takes seconds to import: only the runs that load a model need it.
                     import transformers
                     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
@@ -66,6 +66,7 @@ class _ClipModel:
         return self._loaded
 
     def cosines(self, image_paths: list[Path], texts: list[str], batch_size: int) -> list[float]:
+        # torch takes seconds to import: only reward models and training need it.
         import torch
         from PIL import Image
 
@@ -106,9 +107,15 @@ def _field(name: str, pred: JSON, inputs: JSON | None) -> Any:
     return None
 
 
-@register
+@REWARDS.register
 class Clip(Reward):
     config_model = ClipConfig
+
+    def value_range(self) -> tuple[float, float] | None:
+        return {"cosine01": (0.0, 1.0), "cosine": (-1.0, 1.0), "clipscore": (0.0, 2.5)}[self.config.output]
+
+    def needs_reference(self) -> bool:
+        return False
 
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)

@@ -5,25 +5,42 @@ normalization and weight). Each part's value is recorded per row (predictions ca
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, build_reward, register
+from rewardctl.datamodel import DataModel
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
+
+
+class PartsConfig(RewardConfig):
+    """The config of a reward made of parts: `parts_field` holds the parts' reward entries."""
+
+    parts_field: ClassVar[str] = "rewards"
+
+    def part_configs(self) -> list[RewardConfig]:
+        return list(getattr(self, self.parts_field))
+
+    def spec_problems(self, outputs: DataModel, score_names: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+        problems = super().spec_problems(outputs, score_names)
+        for j, part in enumerate(self.part_configs()):
+            problems += [((self.parts_field, j, *where), message)
+                         for where, message in part.spec_problems(outputs, score_names)]
+        return problems
 
 
 class Combined(Reward):
     """A reward made of parts: scores them, records their values, combines them per row."""
 
-    parts_field = "rewards"
+    config: PartsConfig
 
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)
-        self.parts = [build_reward(part, self.context) for part in getattr(self.config, self.parts_field)]
+        self.parts = [REWARDS.build(part, self.context) for part in self.config.part_configs()]
 
     def get_config(self) -> dict[str, Any]:
         data = super().get_config()
-        data[self.parts_field] = [part.get_config() for part in self.parts]
+        data[self.config.parts_field] = [part.get_config() for part in self.parts]
         return data
 
     def combine(self, pairs: list[tuple[float, float]]) -> float | None:
@@ -42,16 +59,26 @@ class Combined(Reward):
         return out
 
 
-class CompositeConfig(RewardConfig):
+class CompositeConfig(PartsConfig):
     type: Literal["composite"] = "composite"
     combine: Literal["weighted_sum", "mean", "min", "max"] = Field(
         "mean", description="'mean' is weighted by the parts' weights; 'weighted_sum' is not divided.")
     rewards: list[AnyRewardConfig] = Field(min_length=1, description="The parts, as reward entries.")  # noqa: F821
 
 
-@register
+@REWARDS.register
 class Composite(Combined):
     config_model = CompositeConfig
+
+    def value_range(self) -> tuple[float, float] | None:
+        # A mean, min or max stays within its parts' ranges (a normalized part's is unknown);
+        # a weighted sum does not.
+        if self.config.combine == "weighted_sum":
+            return None
+        ranges = [part.value_range() if part.config.normalization is None else None for part in self.parts]
+        if ranges and all(r is not None for r in ranges):
+            return (min(r[0] for r in ranges), max(r[1] for r in ranges))
+        return None
 
     def combine(self, pairs: list[tuple[float, float]]) -> float | None:
         mode = self.config.combine

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 from rewardctl.rewards.leaves import leaves, paired_leaves
 
 
@@ -21,9 +21,15 @@ class ContainsConfig(RewardConfig):
     negate: bool = Field(False, description="Reward absence instead (banned words): 1 - score.")
 
 
-@register
+@REWARDS.register
 class Contains(Reward):
     config_model = ContainsConfig
+
+    def value_range(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
+
+    def needs_reference(self) -> bool:
+        return self.config.value is None  # without `value`, it looks for the reference's text
 
     def compute(self, y_true: JSON, y_pred: JSON) -> float:
         cfg = self.config

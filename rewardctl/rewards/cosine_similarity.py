@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from rewardctl.embeddings import get_embedder
 from rewardctl.errors import InputError
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 from rewardctl.rewards.leaves import paired_leaves
 
 
@@ -31,14 +32,15 @@ class CosineSimilarityConfig(RewardConfig):
     api_key_env: str | None = Field(None, description="litellm backend: environment variable holding the key.")
 
 
-@register
+@REWARDS.register
 class CosineSimilarity(Reward):
     config_model = CosineSimilarityConfig
 
+    def value_range(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
+
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)
-        from rewardctl.embeddings import get_embedder
-
         cfg = self.config
         api_key = None
         if cfg.api_key_env:

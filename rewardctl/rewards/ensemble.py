@@ -16,17 +16,18 @@ import json
 import math
 from array import array
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from rewardctl.errors import InputError
 from rewardctl.io import atomic_write_json
-from rewardctl.rewards.base import Normalization, RewardConfig, register
-from rewardctl.rewards.composite import Combined
+from rewardctl.rewards.base import REWARDS, Normalization
+from rewardctl.rewards.composite import Combined, PartsConfig
 
 
-class EnsembleConfig(RewardConfig):
+class EnsembleConfig(PartsConfig):
+    parts_field: ClassVar[str] = "members"
     type: Literal["ensemble"] = "ensemble"
     members: list[AnyRewardConfig] = Field(min_length=2, description="The members, as reward entries with unique names.")  # noqa: F821
     mode: Literal["weighted_mean", "min", "mean_minus_std"] = Field(
@@ -45,10 +46,9 @@ class EnsembleConfig(RewardConfig):
         return self
 
 
-@register
+@REWARDS.register
 class Ensemble(Combined):
     config_model = EnsembleConfig
-    parts_field = "members"
 
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)
@@ -103,6 +103,7 @@ class Ensemble(Combined):
 
     def agreement(self) -> dict[str, Any]:
         """How much the members agree, over the rows where all of them scored."""
+        # numpy costs start-up time that only this computation needs.
         import numpy as np
 
         names = list(self._aligned)
@@ -111,6 +112,7 @@ class Ensemble(Combined):
         if n < 3:
             return out
         matrix = np.array([self._aligned[name] for name in names])
+        # scipy is slow to import: only the statistics that use it need it.
         from scipy.stats import rankdata
 
         with np.errstate(invalid="ignore", divide="ignore"):

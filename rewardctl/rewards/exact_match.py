@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 
 
 class ExactMatchConfig(RewardConfig):
@@ -37,9 +37,12 @@ def _normalizer(steps: list[str]):
     return norm
 
 
-@register
+@REWARDS.register
 class ExactMatch(Reward):
     config_model = ExactMatchConfig
+
+    def value_range(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
 
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from rewardctl.errors import InputError
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 
 
 class JsonSchemaConfig(RewardConfig):
@@ -20,12 +20,16 @@ class JsonSchemaConfig(RewardConfig):
         "Unset: the program's outputs data model.")
 
 
-@register
+@REWARDS.register
 class JsonSchema(Reward):
     config_model = JsonSchemaConfig
 
+    def value_range(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
+
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)
+        # jsonschema is slow to import: only json_schema rewards need it.
         import jsonschema
 
         schema = self.config.schema_

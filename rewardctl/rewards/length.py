@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 from rewardctl.rewards.leaves import leaves
 
 
@@ -31,9 +31,16 @@ class LengthConfig(RewardConfig):
         return self
 
 
-@register
+@REWARDS.register
 class Length(Reward):
     config_model = LengthConfig
+    measures_length = True
+
+    def value_range(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
+
+    def needs_reference(self) -> bool:
+        return False
 
     def measure(self, y_pred: JSON) -> int:
         texts = leaves(y_pred).values()

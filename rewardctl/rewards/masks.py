@@ -163,3 +163,14 @@ def unmatched_mask_entries(fields: DataModel, in_mask=None, out_mask=None, in_ma
         if pattern and not any(re.search(pattern, base_key(k)) for k in keys):
             problems.append(f"{label} '{pattern}'")
     return problems
+
+
+def mask_problems(fields: DataModel, in_mask=None, out_mask=None, in_mask_pattern=None,
+                  out_mask_pattern=None) -> list[tuple[tuple[str], str]]:
+    """The first mask entry that matches no field of the data model, as a spec problem:
+    ((the mask option,), message); none when every entry matches."""
+    unmatched = unmatched_mask_entries(fields, in_mask, out_mask, in_mask_pattern, out_mask_pattern)
+    if not unmatched:
+        return []
+    option = "in_mask" if unmatched[0].startswith("in_mask") else "out_mask"
+    return [((option,), f"{unmatched[0]} matches no output field (outputs: {', '.join(fields)})")]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from rewardctl.errors import InputError, one_line
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 
 
 class PythonConfig(RewardConfig):
@@ -68,7 +68,7 @@ def load_function(spec: str, base_dir: Path, field: str) -> Any:
     return fn
 
 
-@register
+@REWARDS.register
 class PythonReward(Reward):
     config_model = PythonConfig
 

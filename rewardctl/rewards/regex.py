@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 from rewardctl.rewards.leaves import leaves
 
 
@@ -29,9 +29,15 @@ class RegexConfig(RewardConfig):
         return value
 
 
-@register
+@REWARDS.register
 class Regex(Reward):
     config_model = RegexConfig
+
+    def value_range(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
+
+    def needs_reference(self) -> bool:
+        return False
 
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)

@@ -17,7 +17,8 @@ from typing import Literal
 from pydantic import Field
 
 from rewardctl.errors import InputError
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
+from rewardctl.rm.scorer import get_scorer
 from rewardctl.rm.text import render
 
 
@@ -38,14 +39,18 @@ class RewardModelConfig(RewardConfig):
     max_length: int = Field(512, ge=8, description="Tokens per pair; longer pairs are truncated.")
 
 
-@register
+@REWARDS.register
 class RewardModel(Reward):
     config_model = RewardModelConfig
 
+    def value_range(self) -> tuple[float, float] | None:
+        return None if self.config.output == "logit" else (0.0, 1.0)
+
+    def needs_reference(self) -> bool:
+        return False
+
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)
-        from rewardctl.rm.scorer import get_scorer
-
         path = Path(self.config.model).expanduser()
         path = path if path.is_absolute() else self.context.base_dir / path
         self.scorer = get_scorer(path, device=self.config.device, batch_size=self.config.batch_size,

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rewardctl.rewards.base import JSON, Reward, RewardConfig, register
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig
 from rewardctl.rewards.leaves import paired_leaves
 
 _SYNALINKS_STOPWORDS = re.compile(r"\b(a|an|the|of|is)\b", re.UNICODE)
@@ -77,6 +77,9 @@ class TokenOverlapConfig(RewardConfig):
 class _TokenOverlap(Reward):
     kind = "f1"
 
+    def value_range(self) -> tuple[float, float] | None:
+        return (0.0, 1.0)
+
     def __init__(self, config=None, context=None, **options):
         super().__init__(config, context, **options)
         self._tokenize = TOKENIZERS[self.config.text_normalization]
@@ -111,25 +114,25 @@ class FBetaConfig(TokenOverlapConfig):
     beta: float = Field(1.0, gt=0, description="Weight of recall relative to precision.")
 
 
-@register
+@REWARDS.register
 class F1Score(_TokenOverlap):
     config_model = F1Config
     kind = "f1"
 
 
-@register
+@REWARDS.register
 class Precision(_TokenOverlap):
     config_model = PrecisionConfig
     kind = "precision"
 
 
-@register
+@REWARDS.register
 class Recall(_TokenOverlap):
     config_model = RecallConfig
     kind = "recall"
 
 
-@register
+@REWARDS.register
 class FBeta(_TokenOverlap):
     config_model = FBetaConfig
     kind = "fbeta"

@@ -18,6 +18,7 @@ WEIGHTS_FILE = "head.safetensors"
 
 
 def build_head(dim: int, hidden: int, dropout: float = 0.1):
+    # torch takes seconds to import: only reward models and training need it.
     import torch
 
     return torch.nn.Sequential(
@@ -27,6 +28,7 @@ def build_head(dim: int, hidden: int, dropout: float = 0.1):
 
 
 def features(prompt_vectors, response_vectors):
+    # torch takes seconds to import: only reward models and training need it.
     import torch
 
     p = torch.as_tensor(prompt_vectors, dtype=torch.float32)
@@ -45,6 +47,7 @@ def is_head_folder(path: Path) -> bool:
 
 
 def save_head(folder: Path, head, config: dict[str, Any]) -> None:
+    # torch takes seconds to import: only reward models and training need it.
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,6 +57,7 @@ def save_head(folder: Path, head, config: dict[str, Any]) -> None:
 
 def load_head(folder: Path):
     """(head module in eval mode, config)"""
+    # torch takes seconds to import: only reward models and training need it.
     from safetensors.torch import load_file
 
     config = json.loads((folder / CONFIG_FILE).read_text())

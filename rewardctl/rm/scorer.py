@@ -17,11 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rewardctl.embeddings import _offline_quiet_env, get_embedder
 from rewardctl.errors import InputError, RunError, one_line
-from rewardctl.rm.head import is_head_folder, load_head
+from rewardctl.rm.head import features, is_head_folder, load_head
 
 
 def pick_device(device: str) -> str:
+    # torch takes seconds to import: only reward models and training need it.
     import torch
 
     if device == "auto":
@@ -53,8 +55,6 @@ class RewardModelScorer:
         with self._lock:
             if self._loaded is not None:
                 return self._loaded
-            from rewardctl.embeddings import _offline_quiet_env
-
             _offline_quiet_env()
             try:
                 if self.kind == "head":
@@ -68,14 +68,13 @@ class RewardModelScorer:
             return self._loaded
 
     def _load_head(self) -> dict[str, Any]:
-        from rewardctl.embeddings import get_embedder
-
         head, config = load_head(self.path)
         embedding = config["embedding"]
         embedder = get_embedder(embedding["backend"], embedding["model"], base_dir=self.path)
         return {"head": head, "config": config, "embedder": embedder}
 
     def _load_hf(self) -> dict[str, Any]:
+        # transformers takes seconds to import: only the runs that load a model need it.
         import transformers
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -90,6 +89,7 @@ class RewardModelScorer:
         return {"tokenizer": tokenizer, "model": model, "device": device}
 
     def _hf_logits(self, prompts: list[str], responses: list[str]):
+        # torch takes seconds to import: only reward models and training need it.
         import numpy as np
         import torch
 
@@ -109,6 +109,7 @@ class RewardModelScorer:
 
     async def logits(self, prompts: list[str], responses: list[str]):
         """Raw logits, shape (rows, labels); a rewardctl head has one label."""
+        # torch takes seconds to import: only reward models and training need it.
         import numpy as np
         import torch
 
@@ -118,8 +119,6 @@ class RewardModelScorer:
         if self.kind == "hf":
             return await loop.run_in_executor(self._executor, self._hf_logits, prompts, responses)
         loaded = await loop.run_in_executor(self._executor, self._load)
-        from rewardctl.rm.head import features
-
         vectors = await loaded["embedder"].embed(list(prompts) + list(responses))
         n = len(responses)
 

@@ -14,19 +14,23 @@ in training), seeded. The output folder is what the `reward_model` reward loads.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import random
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rewardctl.dataset import iter_json_objects
+from rewardctl.embeddings import _offline_quiet_env, get_embedder
 from rewardctl.errors import InputError, RunError
+from rewardctl.progress import Progress, ProgressCallback
+from rewardctl.rm.head import build_head, features, save_head
+from rewardctl.rm.scorer import pick_device
 from rewardctl.rm.text import render
 
 
@@ -38,6 +42,11 @@ class Pair:
     margin: float
     line: int
 
+
+
+def epoch_progress(epoch: int, epochs: int, row: dict[str, float]) -> Progress:
+    acc = row.get("val_accuracy")
+    return Progress("train-reward", epoch, epochs, acc, label="held-out acc", detail=f"loss {row['loss']:.4f}")
 
 @dataclass
 class TrainOptions:
@@ -55,6 +64,11 @@ class TrainOptions:
     split_by: str = "prompt"
     max_length: int = 256
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Every option is checked here, once, before any work starts."""
+        if self.split_by not in ("prompt", "pair"):
+            raise InputError("expected 'prompt' or 'pair'", field="--split-by")
 
 
 @dataclass
@@ -122,6 +136,7 @@ def split_pairs(pairs: list[Pair], val_split: float, seed: int, by: str) -> tupl
 
 
 def _seed_everything(seed: int) -> None:
+    # torch takes seconds to import: only reward models and training need it.
     import numpy as np
     import torch
 
@@ -132,6 +147,7 @@ def _seed_everything(seed: int) -> None:
 
 def _evaluate(chosen, rejected, pairs: list[Pair]) -> dict[str, Any]:
     """Accuracy, mean margin, reward mean/std, and accuracy split by which answer is longer."""
+    # numpy costs start-up time that only this computation needs.
     import numpy as np
 
     c, r = np.asarray(chosen, dtype=float), np.asarray(rejected, dtype=float)
@@ -149,6 +165,7 @@ def _evaluate(chosen, rejected, pairs: list[Pair]) -> dict[str, Any]:
 
 
 def _bt_loss(r_chosen, r_rejected, margins, centering: float):
+    # torch takes seconds to import: only reward models and training need it.
     import torch
 
     loss = -torch.nn.functional.logsigmoid(r_chosen - r_rejected - margins).mean()
@@ -158,13 +175,9 @@ def _bt_loss(r_chosen, r_rejected, margins, centering: float):
 
 
 def _train_head(options: TrainOptions, train: list[Pair], val: list[Pair], folder: Path,
-                progress: Callable[[int, int, dict[str, float]], None] | None) -> tuple[TrainResult, dict]:
-    import asyncio
-
+                progress: ProgressCallback | None) -> tuple[TrainResult, dict]:
+    # torch takes seconds to import: only reward models and training need it.
     import torch
-
-    from rewardctl.embeddings import get_embedder
-    from rewardctl.rm.head import build_head, features, save_head
 
     embedder = get_embedder("sentence-transformers", options.embedding_model, base_dir=Path.cwd())
     texts = list(dict.fromkeys(t for p in [*train, *val] for t in (p.prompt, p.chosen, p.rejected)))
@@ -206,7 +219,7 @@ def _train_head(options: TrainOptions, train: list[Pair], val: list[Pair], folde
                 row["val_accuracy"] = float((head(vc) > head(vr)).float().mean())
         history.append(row)
         if progress is not None:
-            progress(epoch + 1, epochs, row)
+            progress(epoch_progress(epoch + 1, epochs, row))
     head.eval()
     with torch.no_grad():
         scores = {name: (head(c).squeeze(-1).tolist(), head(r).squeeze(-1).tolist())
@@ -221,13 +234,11 @@ def _train_head(options: TrainOptions, train: list[Pair], val: list[Pair], folde
 
 
 def _train_hf(options: TrainOptions, train: list[Pair], val: list[Pair], folder: Path,
-              progress: Callable[[int, int, dict[str, float]], None] | None) -> tuple[TrainResult, dict]:
+              progress: ProgressCallback | None) -> tuple[TrainResult, dict]:
+    # torch takes seconds to import: only reward models and training need it.
     import torch
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from rewardctl.embeddings import _offline_quiet_env
-    from rewardctl.rm.scorer import pick_device
 
     _offline_quiet_env()
     transformers.logging.set_verbosity_error()
@@ -292,7 +303,7 @@ def _train_hf(options: TrainOptions, train: list[Pair], val: list[Pair], folder:
             row["val_accuracy"] = sum(a > b for a, b in zip(c, r, strict=True)) / len(val)
         history.append(row)
         if progress is not None:
-            progress(epoch + 1, epochs, row)
+            progress(epoch_progress(epoch + 1, epochs, row))
     scores = {"train": score_all(train), "val": score_all(val) if val else ([], [])}
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -302,7 +313,7 @@ def _train_hf(options: TrainOptions, train: list[Pair], val: list[Pair], folder:
 
 
 def train_reward_model(options: TrainOptions,
-                       progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
+                       progress: ProgressCallback | None = None) -> TrainResult:
     started = time.perf_counter()
     pairs = read_pairs(options.pairs)
     train, val = split_pairs(pairs, options.val_split, options.seed, options.split_by)

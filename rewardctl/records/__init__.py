@@ -1,0 +1,1 @@
+"""Typed records: every line and report rewardctl writes, one pydantic model each (versioned)."""

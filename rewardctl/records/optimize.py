@@ -1,0 +1,171 @@
+"""What `rewardctl optimize` writes: its report (report.json) and its checkpoints
+(checkpoints/epoch-NNN.json, best.json), typed all the way down. An optimizer's own config and
+state are plain config data of its type (each optimizer documents its own)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+from rewardctl import __version__
+from rewardctl.records.eval import SpecInfo, Usage
+
+REPORT_SCHEMA_VERSION = 1
+CHECKPOINT_FORMAT = "rewardctl-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class Demo(BaseModel):
+    """A few-shot demonstration as a checkpoint stores it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+class StateRecord(BaseModel):
+    """A program's trainable state: instructions and demos."""
+
+    instructions: str | None = None
+    examples: list[Demo] = Field(default_factory=list)
+
+
+class CandidateRecord(BaseModel):
+    state: StateRecord
+    val: float | None = Field(None, description="Mean objective on the whole validation set.")
+    mini: float | None = Field(None, description="Mean objective on its validation minibatch.")
+    epoch: int = 0
+
+
+class StepScore(BaseModel):
+    """A candidate scored on rows. ``objective`` decides selection; the KL-penalized optimizer
+    adds its KL statistics."""
+
+    objective: float
+    score: float | None = Field(None, description="Mean reward of sampled outputs (kl).")
+    kl: float | None = Field(None, description="KL to the reference, nats (kl).")
+    kl_stderr: float | None = None
+    beta: float | None = Field(None, description="The KL coefficient at this step (kl).")
+    non_score_reward: float | None = Field(None, description="-beta * KL (kl).")
+    entropy: float | None = None
+    samples: int | None = None
+    kl_in_band: bool | None = Field(None, description="KL within [0, 10] nats (kl).")
+    kl_negative: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any) -> dict[str, Any]:
+        """Statistics an optimizer does not report are left out, not written as null."""
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class StepRecord(StepScore):
+    """One candidate scored on a validation minibatch."""
+
+    epoch: int
+    step: int
+    rows: int
+
+    @model_serializer(mode="wrap")
+    def _where_first(self, handler: Any) -> dict[str, Any]:
+        data = {key: value for key, value in handler(self).items() if value is not None}
+        return {"epoch": data.pop("epoch"), "step": data.pop("step"), "rows": data.pop("rows"), **data}
+
+
+class EpochRecord(BaseModel):
+    epoch: int
+    train_reward: float | None
+    val_reward: float | None
+    val_objective: float | None
+    best_val_objective: float | None
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    candidates: int
+    demos: int
+    seconds: float
+
+
+class Checkpoint(BaseModel):
+    """Everything `optimize --resume` needs to continue exactly where a run stopped."""
+
+    format: Literal["rewardctl-checkpoint"] = CHECKPOINT_FORMAT
+    version: Literal[1] = CHECKPOINT_VERSION
+    spec: str
+    spec_fingerprint: str = Field(description="Of the spec without its trainable state and optimizer.")
+    data_fingerprint: str
+    epoch: int = Field(description="Epochs completed.")
+    state: StateRecord = Field(description="The state this checkpoint holds (eval --checkpoint uses it).")
+    optimizer: dict[str, Any] = Field(description="The optimizer's config.")
+    optimizer_state: dict[str, Any] = Field(default_factory=dict, description="The optimizer's own state.")
+    rng_state: list[Any]
+    population: list[CandidateRecord]
+    best: CandidateRecord
+    best_epoch: int
+    history: list[EpochRecord]
+    no_improve: int
+    seen: list[str]
+    baseline_val: float
+    steps: list[StepRecord] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Comparison(BaseModel):
+    rows: int
+    baseline: float | None
+    optimized: float | None
+    difference: float | None
+    ci95: list[float] | None = Field(None, description="95% bootstrap CI of the paired difference.")
+    scores: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="Each reward's and metric's mean: {name: {baseline, optimized}}.")
+
+
+class OptimizeData(BaseModel):
+    train: str
+    val: str
+    test: str | None
+    train_rows: int
+    val_rows: int
+    test_rows: int | None
+    fingerprint: str
+
+
+class BestState(BaseModel):
+    epoch: int
+    val_reward: float | None
+    val_objective: float | None
+    demos: int
+    instructions: str | None
+    state: StateRecord
+
+
+class KLEstimate(BaseModel):
+    """KL(best || reference) from sampled outputs: k1 and k3 estimators, nats."""
+
+    samples: int
+    k1: float
+    k1_stderr: float
+    k3: float
+    k3_stderr: float
+    entropy: float
+
+
+class OptimizeReport(BaseModel):
+    schema_version: int = REPORT_SCHEMA_VERSION
+    kind: Literal["optimize"] = "optimize"
+    rewardctl_version: str = __version__
+    spec: SpecInfo
+    optimizer: dict[str, Any] = Field(description="The optimizer's config.")
+    data: OptimizeData
+    history: list[EpochRecord]
+    steps: list[StepRecord] = Field(default_factory=list, description="Every candidate scored on a minibatch.")
+    best: BestState
+    kl_to_reference: KLEstimate | None = Field(
+        None, description="The best state's KL to the reference, from sampled outputs (local models).")
+    warnings: list[str] = Field(default_factory=list)
+    validation: Comparison
+    test: Comparison | None = None
+    early_stopped: bool = False
+    resumed_from_epoch: int | None = None
+    wall_time_s: float
+    usage: Usage
+    outputs: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,70 @@
+"""One line of predictions.jsonl: what eval writes, resume reads back, score re-scores and merge
+joins. Every reader and writer goes through :class:`PredictionRecord`; the line format follows
+the ``schema_version`` of the report.json beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JSON = dict[str, Any]
+# Written only when they hold something, so that lines stay short and stable.
+_OPTIONAL_KEYS = ("sample", "components", "raw", "meta")
+
+
+class TokenCounts(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    prompt: int = 0
+    completion: int = 0
+
+
+class PredictionRecord(BaseModel):
+    """One prediction with its scores. Keys a user's own predictions file adds (``rewardctl
+    score`` input) are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    index: int | None = Field(None, description="The row's position among the dataset's valid rows (0-based).")
+    line: int | None = Field(None, description="The row's line (or record) in the dataset file.")
+    sample: int | None = Field(None, description="With eval --repeat: which sample of the row (0-based).")
+    inputs: JSON | None = None
+    y_true: JSON | None = Field(None, description="The reference outputs.")
+    y_pred: JSON | None = Field(None, description="The program's outputs; null when the prediction failed.")
+    rewards: dict[str, float | None] = Field(default_factory=dict)
+    metrics: dict[str, float | None] = Field(default_factory=dict, description="Per-example metrics.")
+    reward: float | None = Field(None, description="The total reward: the weighted mean of the rewards.")
+    components: dict[str, float | None] = Field(
+        default_factory=dict, description="Each part of a composite or ensemble reward: 'reward.part'.")
+    status: str = Field("ok", description="'ok', or 'error' for a failed prediction.")
+    error: str | None = None
+    latency_s: float | None = None
+    tokens: TokenCounts | None = None
+    cost_usd: float | None = Field(None, description="USD paid for the row's requests; null: price unknown.")
+    cached: bool = False
+    calls: int = Field(0, description="Model calls the prediction made.")
+    raw: str | None = Field(None, description="The last reply, kept when it could not be parsed.")
+    meta: JSON | None = Field(None, description="Dataset keys that are neither inputs nor outputs.")
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "error" and self.y_pred is not None
+
+    def to_line(self) -> JSON:
+        """Plain data for one JSONL line: fields the record was given (a user's file keeps its own
+        keys), without the optional ones that hold nothing."""
+        data = self.model_dump(mode="json", exclude_unset=True)
+        for key in _OPTIONAL_KEYS:
+            if key in data and (data[key] is None or data[key] == {}):
+                del data[key]
+        return data
+
+    def with_scores(self, rewards: dict[str, float | None], metrics: dict[str, float | None],
+                    reward: float | None, components: dict[str, float | None]) -> PredictionRecord:
+        update: JSON = {"rewards": rewards, "metrics": metrics, "reward": reward}
+        if components:
+            update["components"] = components
+        copy = self.model_copy(update=update)
+        copy.__pydantic_fields_set__ = self.model_fields_set | set(update)
+        return copy

@@ -1,0 +1,137 @@
+"""Rendering of eval, score and merge reports: Markdown (report.md, the CI comment), HTML, and the
+summary people read on stderr."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from rewardctl.records.eval import EvalReport, MetricStats, SeriesStats
+from rewardctl.report.html import markdown_to_html, page
+from rewardctl.report.render import renders
+
+
+def _fmt(value: float | None, digits: int = 3, missing: str = "n/a") -> str:
+    return missing if value is None else f"{value:.{digits}f}"
+
+
+def _ci(st: MetricStats, missing: str) -> str:
+    bounds = st.ci95 if isinstance(st, SeriesStats) else None
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else missing
+
+
+def _value(st: MetricStats) -> float | None:
+    return st.mean if isinstance(st, SeriesStats) else st.value
+
+
+def _spread(st: MetricStats, missing: str = "n/a") -> list[str]:
+    """stderr, 95% CI, min, max: a run-level metric has none of them."""
+    if not isinstance(st, SeriesStats):
+        return [missing] * 4
+    return [_fmt(st.stderr, missing=missing), _ci(st, missing), _fmt(st.min, missing=missing),
+            _fmt(st.max, missing=missing)]
+
+
+def _count(st: MetricStats) -> str:
+    if isinstance(st, SeriesStats):
+        return str(st.count)
+    details = st.model_extra or {}
+    return str(details.get("count", details.get("examples", "")))
+
+
+def _header(report: EvalReport) -> list[str]:
+    s = report.summary
+    verdict = "PASS" if report.passed else "FAIL"
+    shard = f" (shard {report.data.shard})" if report.data.shard else ""
+    lines = [
+        f"## rewardctl {report.kind}: {report.spec.name} ({verdict})", "", "| | |", "|---|---|",
+        f"| model | `{report.spec.model}` |",
+        f"| data | `{report.data.path}`{shard} |",
+        f"| rows | {s.count} ({s.errors} errors{f', {s.skipped} skipped' if s.skipped else ''}) |",
+        f"| reward | **{_fmt(s.reward)}** ± {_fmt(report.stats.reward.stderr)} (stderr) |",
+        f"| wall time | {report.wall_time_s:.1f} s |",
+    ]
+    if report.usage is not None:
+        u = report.usage
+        lines.append(f"| requests | {u.requests} ({u.cached_rows} rows from cache) |")
+        lines.append(f"| tokens | {u.prompt_tokens} prompt, {u.completion_tokens} completion |")
+        lines.append(f"| cost | {'unknown' if u.cost_usd is None else f'${u.cost_usd:.4g}'} |")
+    return lines
+
+
+def _score_tables(report: EvalReport) -> list[str]:
+    lines: list[str] = []
+    for section, stats in (("rewards", report.stats.rewards), ("metrics", report.stats.metrics)):
+        if not stats:
+            continue
+        lines += ["", f"### {section.capitalize()}", ""]
+        head = "| name | weight | mean | stderr | 95% CI | min | max | n |" if section == "rewards" else \
+            "| name | mean | stderr | 95% CI | min | max | n |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for name, st in stats.items():
+            cells = [name] + ([f"{report.weights.get(name, 1.0):g}"] if section == "rewards" else [])
+            cells += [_fmt(_value(st)), *_spread(st), _count(st)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+@renders(EvalReport, "markdown")
+def render_markdown(report: EvalReport) -> str:
+    lines = _header(report) + _score_tables(report)
+    if report.thresholds:
+        lines += ["", "### Thresholds", "", "| check | threshold | value | result |", "|---|---|---|---|"]
+        for t in report.thresholds:
+            lines.append(f"| {t.name} | {t.threshold:g} | {_fmt(t.value)} | {'pass' if t.passed else '**fail**'} |")
+    if report.errors:
+        lines += ["", "### First errors", ""]
+        lines += [f"- row {err.index} (line {err.line}): {err.error}" for err in report.errors[:5]]
+    return "\n".join(lines) + "\n"
+
+
+@renders(EvalReport, "html")
+def render_html(report: EvalReport) -> str:
+    return page(f"rewardctl {report.kind}: {report.spec.name}", markdown_to_html(render_markdown(report)))
+
+
+def print_summary(console: Console, report: EvalReport) -> None:
+    """The table and lines an eval, score or merge prints on stderr."""
+    s = report.summary
+    table = Table(title=f"{report.kind} · {report.spec.name} · {report.spec.model}",
+                  title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("score")
+    for column in ("weight", "mean", "± stderr", "95% CI", "min", "max"):
+        table.add_column(column, justify="right")
+    table.add_row("[bold]reward[/bold]", "", f"[bold]{_fmt(s.reward, missing='-')}[/bold]",
+                  *_spread(report.stats.reward, "-"))
+    for name, st in report.stats.rewards.items():
+        table.add_row(f"  {name}", f"{report.weights.get(name, 1.0):g}", _fmt(_value(st), missing="-"),
+                      *_spread(st, "-"))
+    for name, st in report.stats.metrics.items():
+        kind = "metric" if isinstance(st, SeriesStats) else "run metric"
+        table.add_row(f"  {name}", kind, _fmt(_value(st), missing="-"), *_spread(st, "-"))
+    console.print(table)
+    console.print(" · ".join(_summary_parts(report)))
+    for warning in report.warnings[:5]:
+        console.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+    for err in report.errors[:3]:
+        console.print(f"[yellow]row {err.index} (line {err.line}):[/yellow] {err.error}",
+                      markup=True, highlight=False)
+    for t in report.thresholds:
+        mark = "[green]pass[/green]" if t.passed else "[red]FAIL[/red]"
+        op = "<=" if t.kind == "max_error_rate" else ">="
+        console.print(f"threshold {t.name}: {_fmt(t.value, missing='-')} {op} {t.threshold:g} {mark}")
+    if report.outputs:
+        console.print(f"wrote {', '.join(report.outputs.values())}")
+
+
+def _summary_parts(report: EvalReport) -> list[str]:
+    s = report.summary
+    parts = [f"{s.count} rows", f"{s.errors} errors"]
+    if s.skipped:
+        parts.append(f"{s.skipped} invalid lines skipped")
+    if report.usage is not None:
+        parts.append(f"{report.usage.requests} requests, {report.usage.cached_rows} rows from cache")
+        if report.usage.cost_usd:
+            parts.append(f"${report.usage.cost_usd:.4g}")
+    parts.append(f"{report.wall_time_s:.1f} s")
+    return parts

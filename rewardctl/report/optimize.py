@@ -1,0 +1,152 @@
+"""Rendering of optimize reports: Markdown (report.md, also printed on stderr), HTML, and the
+learning-curve and KL plots (PNG)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from rewardctl.io import atomic_write_bytes, atomic_write_text
+from rewardctl.records.optimize import OptimizeReport
+from rewardctl.report.html import markdown_to_html, page
+from rewardctl.report.render import render_json, renders
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _comparisons(report: OptimizeReport) -> list[str]:
+    lines = ["| | baseline | optimized | difference | 95% CI | rows |", "|---|---|---|---|---|---|"]
+    for label, cmp in (("validation", report.validation), ("test", report.test)):
+        if cmp is not None:
+            ci = f"{cmp.ci95[0]:+.3f} to {cmp.ci95[1]:+.3f}" if cmp.ci95 else "n/a"
+            diff = "n/a" if cmp.difference is None else f"{cmp.difference:+.3f}"
+            lines.append(f"| {label} | {_fmt(cmp.baseline)} | {_fmt(cmp.optimized)} | {diff} | {ci} | {cmp.rows} |")
+    scores = (report.test or report.validation).scores
+    if scores:
+        label = "test" if report.test is not None else "validation"
+        lines += ["", f"| score ({label}) | baseline | optimized |", "|---|---|---|"]
+        lines += [f"| {name} | {_fmt(v['baseline'])} | {_fmt(v['optimized'])} |" for name, v in scores.items()]
+    return lines
+
+
+def _history(report: OptimizeReport) -> list[str]:
+    lines = ["", "| epoch | train reward | val reward | val objective | best objective | candidates | demos |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report.history:
+        lines.append(f"| {row.epoch} | {_fmt(row.train_reward)} | {_fmt(row.val_reward)} | "
+                     f"{_fmt(row.val_objective)} | {_fmt(row.best_val_objective)} | {row.candidates} | "
+                     f"{row.demos} |")
+    kl_steps = [s for s in report.steps if s.kl is not None]
+    if kl_steps:
+        lines += ["", "| step | score | kl | beta | non-score reward | objective | entropy |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in kl_steps:
+            flag = "" if s.kl_in_band is not False else " ⚠"
+            lines.append(f"| {s.epoch}.{s.step} | {s.score:.3f} | {s.kl:.2f}{flag} | {s.beta:.3f} | "
+                         f"{s.non_score_reward:.3f} | {s.objective:.3f} | {s.entropy:.2f} |")
+    return lines
+
+
+@renders(OptimizeReport, "markdown")
+def render_markdown(report: OptimizeReport) -> str:
+    lines = [f"## rewardctl optimize: {report.spec.name} ({report.optimizer['type']})", "", *_comparisons(report)]
+    best = report.best
+    lines += ["", f"Best: epoch {best.epoch}, {best.demos} demos, validation objective "
+              f"{_fmt(best.val_reward)}. {len(report.history)} epochs"
+              f"{' (stopped early)' if report.early_stopped else ''}, {report.wall_time_s:.1f} s."]
+    if report.kl_to_reference is not None:
+        kl = report.kl_to_reference
+        lines.append(f"KL(best || reference) from {kl.samples} sampled outputs: k1 {kl.k1:.2f} ± "
+                     f"{kl.k1_stderr:.2f}, k3 {kl.k3:.2f} ± {kl.k3_stderr:.2f} nats.")
+    lines += _history(report)
+    for warning in report.warnings:
+        lines.append(f"\nwarning: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+@renders(OptimizeReport, "html")
+def render_html(report: OptimizeReport) -> str:
+    return page(f"rewardctl optimize: {report.spec.name}", markdown_to_html(render_markdown(report)))
+
+
+def _pyplot() -> Any:
+    # matplotlib costs start-up time that only a run writing plots needs.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # matplotlib is slow to import: only plots need it.
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def learning_curve_png(report: OptimizeReport) -> bytes:
+    """Train and validation reward per epoch, with the baseline."""
+    plt = _pyplot()
+    epochs = [row.epoch for row in report.history]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    if epochs:
+        ax.plot(epochs, [row.train_reward for row in report.history], marker="o", label="train reward")
+        ax.plot(epochs, [row.val_reward for row in report.history], marker="o", label="validation reward")
+    if report.validation.baseline is not None:
+        ax.axhline(report.validation.baseline, color="grey", linestyle="--", label="baseline (validation)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean reward")
+    ax.set_title(f"{report.spec.name}: {report.optimizer['type']}")
+    if epochs:
+        ax.set_xticks(epochs)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def kl_curve_png(report: OptimizeReport) -> bytes:
+    """Reward (of sampled outputs) and KL to the reference for every step, with the [0, 10] band."""
+    plt = _pyplot()
+    steps = [s for s in report.steps if s.kl is not None]
+    x = list(range(1, len(steps) + 1))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
+    ax.plot(x, [s.score for s in steps], marker="o", color="tab:blue", label="reward (sampled)")
+    ax.plot(x, [s.objective for s in steps], marker=".", color="tab:green", label="objective")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    other = ax.twinx()
+    other.plot(x, [s.kl for s in steps], marker="s", color="tab:red", label="KL (nats)")
+    other.axhspan(0, 10, color="tab:red", alpha=0.06)
+    other.set_ylabel("KL to reference (nats)")
+    handles = ax.get_legend_handles_labels()[0] + other.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + other.get_legend_handles_labels()[1]
+    ax.legend(handles, labels, loc="best", fontsize="small")
+    ax.set_title(f"{report.spec.name}: reward and KL per step")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def write_optimize_outputs(out_dir: str | Path, report: OptimizeReport) -> None:
+    """report.json, report.md, learning_curve.png (and kl_curve.png for the kl optimizer), each
+    written atomically and listed in the report's ``outputs``."""
+    out = Path(out_dir)
+    report.outputs = {"best": str(out / "best.json"), "report": str(out / "report.json"),
+                      "markdown": str(out / "report.md"), "learning_curve": str(out / "learning_curve.png")}
+    plots = {"learning_curve.png": learning_curve_png(report)}
+    if any(step.kl is not None for step in report.steps):
+        plots["kl_curve.png"] = kl_curve_png(report)
+        report.outputs["kl_curve"] = str(out / "kl_curve.png")
+    atomic_write_text(out / "report.md", render_markdown(report))
+    for name, data in plots.items():
+        atomic_write_bytes(out / name, data)
+    atomic_write_text(out / "report.json", render_json(report))
