@@ -106,6 +106,7 @@ def scorer_run(kind: str, pairs) -> float:
 
 
 def pipeline_run(kind: str, pairs, workdir: Path) -> float:
+    from rewardctl.report import write_eval_outputs
     from rewardctl.scorefile import ScoreOptions, score_predictions
     from rewardctl.spec import ProgramSpec
 
@@ -116,7 +117,9 @@ def pipeline_run(kind: str, pairs, workdir: Path) -> float:
     with open(path, "w") as handle:
         handle.writelines(json.dumps({"y_true": t, "y_pred": p}) + "\n" for t, p in pairs)
     started = time.perf_counter()
-    asyncio.run(score_predictions(spec, ScoreOptions(predictions=str(path), out_dir=str(workdir / kind))))
+    out = workdir / kind
+    asyncio.run(score_predictions(spec, ScoreOptions(predictions=str(path), out_dir=str(out)),
+                                  write_report=lambda report: write_eval_outputs(out, report)))
     return time.perf_counter() - started
 
 

@@ -9,9 +9,13 @@ Exit codes (a contract; also in the README):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -19,10 +23,13 @@ import typer
 
 from rewardctl import __version__
 from rewardctl.errors import EXIT_RUN_FAILED, EXIT_THRESHOLD, RewardctlError, one_line
-import asyncio
-import contextlib
-import signal
-import warnings
+from rewardctl.options import (
+    EvalOptions,
+    InspectOptions,
+    OptimizeOptions,
+    ScoreOptions,
+    TrainOptions,
+)
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 a threshold (--fail-under or the spec's thresholds) not met; "
@@ -129,13 +136,12 @@ def validate(spec: SpecArg, json_out: JsonOpt = False) -> None:
     """Check a spec: YAML, keys, types, demos, masks, and that every reward and metric can be built
     (python functions, reward models, schemas). Errors name the file, line and field."""
     from rewardctl.console import DataChannel, stderr_console
-    from rewardctl.scoring import Scorer
-    from rewardctl.spec import load_spec
+    from rewardctl.spec import build_scorer, load_spec
 
     def body() -> None:
         with DataChannel() as data:
             program = load_spec(spec)
-            Scorer.from_spec(program, spec_path=str(spec), use_cache=False)
+            build_scorer(program, spec_path=str(spec), use_cache=False)
             rewards = [r.display_name for r in program.reward_configs()]
             info = {"valid": True, "path": str(spec), "name": program.name, "model": program.model.name,
                     "inputs": list(program.inputs), "outputs": list(program.outputs),
@@ -170,12 +176,12 @@ def eval_command(
                                       show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write predictions.jsonl, report.json and report.md here.")] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Evaluate only the first N rows.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = 8,
+    concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = EvalOptions.concurrency,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache (neither read nor write).")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder [default: ~/.cache/rewardctl/responses].")] = None,
     fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
-    repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k); each is a prediction line.")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k); each is a prediction line.")] = EvalOptions.repeat,
     checkpoint: Annotated[Path | None, typer.Option(help="Evaluate the learned state of an optimize checkpoint (DIR/best.json).")] = None,
     max_errors: Annotated[str | None, typer.Option(help="Error budget: stop calling the model after N failed rows, or P% of the rows (every row is still recorded).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish the interrupted run in --out without redoing its finished rows.")] = False,
@@ -188,7 +194,7 @@ def eval_command(
     """Run the program over a dataset, score every output, write predictions and a report."""
 
     from rewardctl.checkpoint import load_state
-    from rewardctl.evaluate import EvalOptions, evaluate
+    from rewardctl.evaluate import evaluate
 
     def make_report(program_spec, on_progress, write_report):
         state = None if checkpoint is None else load_state(program_spec, checkpoint)
@@ -240,7 +246,7 @@ def score_command(
 ) -> None:
     """Re-score existing predictions with the spec's rewards and metrics (no program model calls)."""
 
-    from rewardctl.scorefile import ScoreOptions, score_predictions
+    from rewardctl.scorefile import score_predictions
 
     def make_report(program_spec, on_progress, write_report):
         options = ScoreOptions(predictions=predictions, out_dir=str(out) if out else None,
@@ -257,7 +263,7 @@ def optimize_command(
     spec: SpecArg,
     train: Annotated[str, typer.Option("--train", show_default=False, help="Training JSONL.")],
     val: Annotated[str | None, typer.Option("--val", help="Validation JSONL [default: --val-split of the training set].")] = None,
-    val_split: Annotated[float, typer.Option(help="Share of the training set held out for validation when --val is not given.")] = 0.3,
+    val_split: Annotated[float, typer.Option(help="Share of the training set held out for validation when --val is not given.")] = OptimizeOptions.val_split,
     test: Annotated[str | None, typer.Option("--test", help="Held-out JSONL: baseline and best are also compared on it.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="random_few_shot, bootstrap_few_shot or kl [default: the spec's, else random_few_shot].")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [default: the optimizer's].")] = None,
@@ -266,7 +272,7 @@ def optimize_command(
     reference: Annotated[Path | None, typer.Option(help="A checkpoint whose state is the KL reference [default: the initial program].")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, best.json, report.json, report.md, learning_curve.png.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last checkpoint.")] = False,
-    concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = 8,
+    concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = OptimizeOptions.concurrency,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder.")] = None,
     json_out: JsonOpt = False,
@@ -275,7 +281,7 @@ def optimize_command(
     """Improve the program's demos and instructions on training data; keep the best."""
 
     from rewardctl.console import DataChannel, progress_bar, stderr_console
-    from rewardctl.optimize import OptimizeOptions, optimize
+    from rewardctl.optimize import optimize
     from rewardctl.report import render, render_json, write_optimize_outputs
     from rewardctl.spec import load_spec
 
@@ -311,10 +317,10 @@ def inspect_rewards_command(
     pairs: Annotated[str | None, typer.Option("--pairs", help="Preference pairs (JSONL of prompt, chosen, rejected).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="report.json, report.md, report.html and the plots.")] = None,
     write_spec: Annotated[Path | None, typer.Option(help="Write the spec with the recommended normalization here.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Most rows inspected.")] = 500,
+    limit: Annotated[int, typer.Option(min=1, help="Most rows inspected.")] = InspectOptions.limit,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any check fails (for CI).")] = False,
-    seed: Annotated[int, typer.Option(help="Seed for sampled rows (0 is a seed).")] = 0,
-    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for sampled rows (0 is a seed).")] = InspectOptions.seed,
+    concurrency: Annotated[int, typer.Option(min=1)] = InspectOptions.concurrency,
     no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -322,19 +328,16 @@ def inspect_rewards_command(
     """Check the spec's rewards before trusting them: distributions, extreme cases, balance,
     normalization, agreement, length bias, reward-hacking probes, preference pairs."""
 
-    from rewardctl.console import DataChannel, print_inspection, stderr_console
-    from rewardctl.errors import InputError
-    from rewardctl.inspection import InspectOptions, inspect_rewards, write_normalized_spec
-    from rewardctl.report.inspect import write_inspect_outputs
+    from rewardctl.console import DataChannel, stderr_console
+    from rewardctl.inspection import inspect_rewards, write_normalized_spec
+    from rewardctl.report import print_inspection, render_json, write_inspect_outputs
     from rewardctl.spec import load_spec
 
     def body() -> None:
-        if predictions and generate:
-            raise InputError("give --predictions or --generate, not both")
+        options = InspectOptions(data=data, predictions=predictions, generate=generate, pairs=pairs,
+                                 limit=limit, seed=seed, concurrency=concurrency, use_cache=not no_cache)
         with DataChannel() as channel:
             program_spec = load_spec(spec)
-            options = InspectOptions(data=data, predictions=predictions, generate=generate, pairs=pairs,
-                                     limit=limit, seed=seed, concurrency=concurrency, use_cache=not no_cache)
             inspection = run_async(inspect_rewards(program_spec, options, spec_path=str(spec)))
             report = inspection.report
             if out:
@@ -344,7 +347,7 @@ def inspect_rewards_command(
             if not quiet:
                 print_inspection(stderr_console(), report)
             if json_out:
-                channel.write(report.model_dump_json(indent=2) + "\n")
+                channel.write(render_json(report))
         if strict and report.failed:
             raise typer.Exit(EXIT_THRESHOLD)
 
@@ -373,20 +376,20 @@ def train_reward_command(
     pairs: Annotated[str, typer.Option("--pairs", show_default=False,
                                        help="JSONL of preference pairs: prompt, chosen, rejected (optional margin).")],
     out: Annotated[Path, typer.Option("--out", show_default=False, help="Folder to write the model to (replaced).")],
-    val_split: Annotated[float, typer.Option(min=0.0, max=0.95, help="Share of prompts held out.")] = 0.2,
+    val_split: Annotated[float, typer.Option(min=0.0, max=0.95, help="Share of prompts held out.")] = TrainOptions.val_split,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [default: 40 for the head, 2 fine-tuning].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the split, initialization and shuffling (0 is a seed).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the split, initialization and shuffling (0 is a seed).")] = TrainOptions.seed,
     base_model: Annotated[Path | None, typer.Option(help="Fine-tune this local Hugging Face model instead of training a head on frozen embeddings.")] = None,
-    centering: Annotated[float, typer.Option(min=0.0, help="Weight of the centering term (r_chosen + r_rejected)^2.")] = 0.0,
+    centering: Annotated[float, typer.Option(min=0.0, help="Weight of the centering term (r_chosen + r_rejected)^2.")] = TrainOptions.centering,
     learning_rate: Annotated[float | None, typer.Option(help="[default: 1e-3 head, 2e-5 fine-tuning]")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-    split_by: Annotated[str, typer.Option(help="'prompt' (held-out prompts are never trained on) or 'pair'.")] = "prompt",
+    split_by: Annotated[str, typer.Option(help="'prompt' (held-out prompts are never trained on) or 'pair'.")] = TrainOptions.split_by,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a small reward model from preference pairs (Bradley-Terry loss)."""
     from rewardctl.console import DataChannel, progress_bar, stderr_console
-    from rewardctl.rm.train import TrainOptions, train_reward_model
+    from rewardctl.rm.train import train_reward_model
 
     def body() -> None:
         console = stderr_console()

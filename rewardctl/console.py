@@ -10,10 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from rewardctl.progress import Progress, ProgressCallback
-from rewardctl.records.inspect import InspectReport
 
 
 def stderr_console() -> Console:
@@ -61,23 +59,6 @@ class DataChannel:
             self._saved_fd = None
 
 
-def print_inspection(console: Console, report: InspectReport) -> None:
-    colors = {"fail": "red", "warn": "yellow", "pass": "green", "skip": "bright_black"}
-    order = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
-    table = Table(title=f"inspect-rewards · {report.spec.name} · {report.source}, {report.rows} rows",
-                  title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("check")
-    table.add_column("score")
-    table.add_column("status")
-    table.add_column("finding", overflow="fold")
-    for c in sorted(report.checks, key=lambda c: (order[c.status], c.check)):
-        table.add_row(c.check, c.score or "", f"[{colors[c.status]}]{c.status}[/]", c.summary)
-    console.print(table)
-    console.print(", ".join(f"{report.counts.get(k, 0)} {k}" for k in ("fail", "warn", "pass", "skip")))
-    if report.outputs:
-        console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)
-
-
 @contextlib.contextmanager
 def progress_bar(console: Console, quiet: bool) -> Iterator[ProgressCallback | None]:
     """A live bar on stderr fed by the library's Progress events (eval, score, optimize,
@@ -87,9 +68,8 @@ def progress_bar(console: Console, quiet: bool) -> Iterator[ProgressCallback | N
         yield None
         return
     # rich.progress costs start-up time that only a terminal needs.
-    from rich.progress import BarColumn, MofNCompleteColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
-    from rich.progress import TextColumn, TimeElapsedColumn
 
     with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
              TextColumn("{task.fields[label]} {task.fields[value]}{task.fields[detail]}"), TimeElapsedColumn(),

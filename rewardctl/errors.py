@@ -32,6 +32,9 @@ class InputError(RewardctlError):
         self.line = line
         self.field = field
         self.detail = message
+        # The spec entry being built when it was raised, (section, name): the spec layer turns
+        # it into the entry's file and line.
+        self.entry: tuple[str, str] | None = None
         super().__init__(format_location(path, line, field) + message)
 
 

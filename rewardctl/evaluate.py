@@ -17,7 +17,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
@@ -26,7 +25,8 @@ from rewardctl.io import JsonlWriter
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
 from rewardctl.lm.workers import WorkerPool
-from rewardctl.partial import ErrorBudget, load_partial
+from rewardctl.options import EvalOptions
+from rewardctl.partial import load_partial
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
 from rewardctl.progress import Progress, ProgressCallback
@@ -34,8 +34,8 @@ from rewardctl.records.eval import EvalReport, Usage
 from rewardctl.records.prediction import PredictionRecord, TokenCounts
 from rewardctl.results import build_report
 from rewardctl.scoring import RowScores, RunStats, Scorer
-from rewardctl.shards import Shard, in_shard, parse_shard
-from rewardctl.spec import ProgramSpec
+from rewardctl.shards import in_shard
+from rewardctl.spec import ProgramSpec, build_scorer
 from rewardctl.state import ProgramState
 
 SCORE_BATCH = 64
@@ -44,34 +44,6 @@ AUTO_WORKER_ROWS = 1000  # below this, starting workers (each imports litellm) c
 INTERRUPTED = "not run: interrupted"
 
 ReportWriter = Callable[[EvalReport], None]
-
-
-@dataclass
-class EvalOptions:
-    data: str
-    out_dir: str | None = None
-    limit: int | None = None
-    concurrency: int = 8
-    use_cache: bool = True
-    cache_dir: str | None = None
-    skip_invalid: bool = False
-    fail_under: float | None = None
-    repeat: int = 1  # samples per row (pass@k); each is a separate prediction line
-    max_errors: str | None = None  # "N" failed rows, or "P%" of the rows; past it the run stops
-    resume: bool = False  # finish an interrupted run in out_dir
-    shard: Shard | str | None = None  # (K, N) or "K/N": evaluate the K-th of N round-robin shards
-    max_cost: float | None = None  # USD; once spent, no further call starts
-    workers: int | None = None  # LM worker processes for remote models; None: auto (see lm_workers)
-
-    def __post_init__(self) -> None:
-        """Every option is checked here, once, before any work starts."""
-        if isinstance(self.shard, str):
-            self.shard = parse_shard(self.shard)
-        self.budget = ErrorBudget.parse(self.max_errors)
-        if self.max_cost is not None and self.max_cost < 0:
-            raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
-        if self.resume and self.out_dir is None:
-            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
 
 
 def lm_workers(spec: ProgramSpec, options: EvalOptions, total: int | None) -> int:
@@ -131,7 +103,7 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     ``pool``: LM worker processes to use (and leave open) instead of starting them; for callers
     that run many evals."""
     started = time.perf_counter()
-    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
+    scorer = build_scorer(spec, spec_path=spec_path, use_cache=options.use_cache,
                               cache_dir=options.cache_dir)
     scorer.check_ready()
     required = scorer.required_outputs(spec.outputs)

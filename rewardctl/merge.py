@@ -23,7 +23,7 @@ from rewardctl.records.prediction import PredictionRecord
 from rewardctl.results import build_report
 from rewardctl.scoring import RunStats, Scorer
 from rewardctl.shards import parse_shard
-from rewardctl.spec import ProgramSpec
+from rewardctl.spec import ProgramSpec, build_scorer
 
 
 def _load_report(folder: Path) -> EvalReport:
@@ -138,7 +138,7 @@ async def merge_shards(spec: ProgramSpec, shard_dirs: list[str], out_dir: str, *
     folders = [Path(d) for d in shard_dirs]
     reports = [_load_report(f) for f in folders]
     _check_shards(spec, folders, reports)
-    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=False)
+    scorer = build_scorer(spec, spec_path=spec_path, use_cache=False)
     _count_unscored(scorer, reports)
     stats = RunStats(scorer)
     out = Path(out_dir)

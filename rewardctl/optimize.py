@@ -40,6 +40,7 @@ from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
 from rewardctl.metrics.stats import bootstrap_ci
 from rewardctl.optimizers import OPTIMIZERS, Observation, Optimizer, OptimizerConfig
+from rewardctl.options import OptimizeOptions
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction
 from rewardctl.progress import Progress, ProgressCallback
@@ -53,42 +54,16 @@ from rewardctl.records.optimize import (
     KLEstimate,
     OptimizeData,
     OptimizeReport,
+    ScorePair,
     StateRecord,
     StepRecord,
 )
 from rewardctl.runner import Runner, kl_to_reference, mean_reward, score_means
-from rewardctl.scoring import RowScores, Scorer
-from rewardctl.spec import ProgramSpec
+from rewardctl.scoring import RowScores
+from rewardctl.spec import ProgramSpec, build_scorer
 from rewardctl.state import Example, ProgramState
 
 DEFAULT_OPTIMIZER = "random_few_shot"
-
-
-@dataclass
-class OptimizeOptions:
-    train: str
-    val: str | None = None
-    val_split: float = 0.3
-    test: str | None = None
-    out_dir: str | None = None
-    optimizer: str | None = None
-    epochs: int | None = None
-    seed: int | None = None
-    zero_shot: bool = False
-    reference: str | None = None  # a checkpoint whose state is the KL reference
-    resume: bool = False
-    concurrency: int = 8
-    use_cache: bool = True
-    cache_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        """Every option is checked here, once, before any work starts."""
-        if self.val is None and not 0 < self.val_split < 1:
-            raise InputError("expected a share between 0 and 1", field="--val-split")
-        if self.resume and self.out_dir is None:
-            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
-        if self.optimizer is not None:
-            OPTIMIZERS.get(self.optimizer, field="--optimizer")
 
 
 @dataclass
@@ -173,7 +148,7 @@ def compare(baseline: list[tuple[Prediction, RowScores]], optimized: list[tuple[
     pairs = [(b.reward, o.reward) for (_, b), (_, o) in zip(baseline, optimized, strict=True)
              if b.reward is not None and o.reward is not None]
     base_means, opt_means = score_means(baseline), score_means(optimized)
-    scores = {name: {"baseline": base_means.get(name), "optimized": opt_means.get(name)} for name in base_means}
+    scores = {name: ScorePair(baseline=base_means.get(name), optimized=opt_means.get(name)) for name in base_means}
     if not pairs:
         return Comparison(rows=0, baseline=None, optimized=None, difference=None, scores=scores)
     diffs = [o - b for b, o in pairs]
@@ -207,7 +182,7 @@ async def optimize(spec: ProgramSpec, options: OptimizeOptions, *, spec_path: st
     final report."""
     started = time.perf_counter()
     config = resolve_config(spec, options)
-    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache, cache_dir=options.cache_dir)
+    scorer = build_scorer(spec, spec_path=spec_path, use_cache=options.use_cache, cache_dir=options.cache_dir)
     scorer.check_ready()
     splits = load_splits(spec, options, config.seed, scorer.required_outputs(spec.outputs))
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None

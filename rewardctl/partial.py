@@ -1,49 +1,14 @@
-"""What an interrupted or failing eval keeps: the finished lines of predictions.jsonl.partial
-(read back by --resume), and the error budget that stops a run whose rows keep failing."""
+"""What an interrupted eval keeps: the finished lines of predictions.jsonl.partial, read back by
+--resume."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from rewardctl.errors import InputError
 from rewardctl.records.prediction import PredictionRecord
-
-
-@dataclass(frozen=True)
-class ErrorBudget:
-    """``--max-errors``: a number of failed rows, or a share of the rows."""
-
-    kind: str  # "count" or "share"
-    limit: float
-
-    @classmethod
-    def parse(cls, value: str | None) -> ErrorBudget | None:
-        """'25' -> 25 rows; '10%' -> a share of 0.10."""
-        if value is None:
-            return None
-        text = str(value).strip()
-        try:
-            if text.endswith("%"):
-                share = float(text[:-1]) / 100
-                if not 0 <= share <= 1:
-                    raise ValueError
-                return cls("share", share)
-            count = int(text)
-            if count < 0:
-                raise ValueError
-            return cls("count", float(count))
-        except ValueError:
-            raise InputError("expected a number of rows (25) or a percentage (10%)", field="--max-errors") from None
-
-    def exceeded(self, failures: int, rows: int, total: int | None) -> bool:
-        if self.kind == "count":
-            return failures > self.limit
-        if total:  # a share of the whole dataset, when its size is known
-            return failures > self.limit * total
-        return rows >= 20 and failures / rows > self.limit
 
 
 def load_partial(out_dir: Path, repeat: int) -> list[PredictionRecord]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rewardctl.datamodel import DataModel, json_schema, needs_structure
-from rewardctl.lm.grammar import field_grammar, fields_grammar
 from rewardctl.lm.client import Completion, LMClient, ProviderError
+from rewardctl.lm.grammar import field_grammar, fields_grammar
 from rewardctl.lm.request import Request
 from rewardctl.modelconfig import ModelConfig
 from rewardctl.prompting import Demo, FieldsFormat, JsonFormat, ParseError

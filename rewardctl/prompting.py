@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from rewardctl.lm.request import Request
 from rewardctl.datamodel import (
     DataModel,
     FieldSpec,
@@ -28,6 +27,7 @@ from rewardctl.datamodel import (
     check_value,
     json_schema,
 )
+from rewardctl.lm.request import Request
 
 _LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s?(.*)$")
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")

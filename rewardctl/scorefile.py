@@ -21,26 +21,16 @@ from rewardctl.datamodel import DataModel, ValueProblem, check_fields
 from rewardctl.dataset import ReadStats, count_lines, iter_json_objects
 from rewardctl.errors import InputError
 from rewardctl.io import JsonlWriter
+from rewardctl.options import ScoreOptions
 from rewardctl.progress import Progress, ProgressCallback
 from rewardctl.records.eval import EvalReport
 from rewardctl.records.prediction import PredictionRecord
 from rewardctl.results import build_report
 from rewardctl.rewards.base import fit_normalization
 from rewardctl.scoring import RunStats, Scorer
-from rewardctl.spec import ProgramSpec
+from rewardctl.spec import ProgramSpec, build_scorer
 
 BATCH = 256
-
-
-@dataclass
-class ScoreOptions:
-    predictions: str
-    out_dir: str | None = None
-    limit: int | None = None
-    skip_invalid: bool = False
-    fail_under: float | None = None
-    use_cache: bool = True
-    cache_dir: str | None = None
 
 
 @dataclass(slots=True)
@@ -153,7 +143,7 @@ async def score_predictions(spec: ProgramSpec, options: ScoreOptions, *, spec_pa
                             on_progress: ProgressCallback | None = None,
                             write_report: Callable[[EvalReport], None] | None = None) -> EvalReport:
     started = time.perf_counter()
-    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache,
+    scorer = build_scorer(spec, spec_path=spec_path, use_cache=options.use_cache,
                               cache_dir=options.cache_dir)
     required = scorer.required_outputs(spec.outputs)
     total = count_lines(options.predictions, options.limit)

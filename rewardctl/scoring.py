@@ -7,17 +7,15 @@ whether ``eval`` just generated them or ``score`` read them back from a predicti
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from rewardctl.datamodel import json_schema
 from rewardctl.errors import InputError
-from rewardctl.metrics import MetricConfig, RunMetric, build_metric
+from rewardctl.metrics import METRICS, MetricConfig, RunMetric
 from rewardctl.metrics.stats import describe
 from rewardctl.records.prediction import PredictionRecord
-from rewardctl.rewards import Reward, RewardConfig, RewardContext, build_reward
+from rewardctl.rewards import REWARDS, Reward, RewardConfig, RewardContext
 
 
 @dataclass
@@ -37,14 +35,14 @@ def weighted_total(values: Sequence[float | None], weights: Sequence[float]) -> 
     return num / den if den > 0 else None
 
 
-def _built(build: Any, config: Any, context: RewardContext, section: str) -> Any:
+def _built(build: Callable[..., Any], config: Any, context: RewardContext, section: str) -> Any:
     """``build(config, context)``; an InputError records which spec entry it came from."""
     try:
         return build(config, context)
     except InputError as exc:
-        if getattr(exc, "built", None) is None:
+        if exc.entry is None:
             name = config.get("name") or config.get("type") if isinstance(config, dict) else config.display_name
-            exc.built = (section, name)
+            exc.entry = (section, str(name))
         raise
 
 
@@ -52,32 +50,18 @@ class Scorer:
     def __init__(self, reward_configs: Sequence[Any], metric_configs: Sequence[Any] = (),
                  context: RewardContext | None = None):
         self.context = context or RewardContext()
-        self.rewards: list[Reward] = [_built(build_reward, c, self.context, "rewards") for c in reward_configs]
+        self.rewards: list[Reward] = [_built(REWARDS.build, c, self.context, "rewards") for c in reward_configs]
         self.metrics: list[Reward] = []
         self.run_metrics: list[RunMetric] = []
         self.metric_order: list[str] = []
         for config in metric_configs:
             if isinstance(config, MetricConfig):
-                self.run_metrics.append(_built(build_metric, config, self.context, "metrics"))
+                self.run_metrics.append(_built(METRICS.build, config, self.context, "metrics"))
             elif isinstance(config, (RewardConfig, dict)):
-                self.metrics.append(_built(build_reward, config, self.context, "metrics"))
+                self.metrics.append(_built(REWARDS.build, config, self.context, "metrics"))
             self.metric_order.append(config.display_name if not isinstance(config, dict)
                                      else config.get("name") or config["type"])
         self.weights = [r.weight for r in self.rewards]
-
-    @classmethod
-    def from_spec(cls, spec: Any, *, spec_path: str | Path | None = None, use_cache: bool = True,
-                  cache_dir: str | None = None) -> Scorer:
-        base_dir = Path(spec_path).resolve().parent if spec_path else Path.cwd()
-        context = RewardContext(base_dir=base_dir, cache_dir=cache_dir, use_cache=use_cache,
-                                default_model=spec.model, outputs_schema=json_schema(spec.outputs))
-        try:
-            return cls(spec.reward_configs(), spec.metrics, context)
-        except InputError as exc:
-            where = getattr(exc, "built", None)
-            if where is None or not hasattr(spec, "locate"):
-                raise
-            raise spec.locate(exc, *where) from None
 
     def required_outputs(self, outputs: Any) -> dict[str, str]:
         """Output fields the ground truth must hold: field -> the first score that reads it."""

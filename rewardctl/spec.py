@@ -22,7 +22,14 @@ from pydantic import (
     field_validator,
 )
 
-from rewardctl.datamodel import DataModel, FieldSpec, ValueProblem, check_field_names, check_fields
+from rewardctl.datamodel import (
+    DataModel,
+    FieldSpec,
+    ValueProblem,
+    check_field_names,
+    check_fields,
+    json_schema,
+)
 from rewardctl.errors import InputError, one_line
 from rewardctl.io import open_input
 from rewardctl.metrics import METRICS
@@ -30,8 +37,9 @@ from rewardctl.modelconfig import LOCAL_DEFAULT_MODEL, ModelConfig
 from rewardctl.optimizers import OPTIMIZERS, AnyOptimizerConfig
 from rewardctl.program import Signature
 from rewardctl.registry import config_union, did_you_mean, unknown_type_message
-from rewardctl.rewards import REWARDS, AnyRewardConfig
+from rewardctl.rewards import REWARDS, AnyRewardConfig, RewardContext
 from rewardctl.rewards.exact_match import ExactMatchConfig
+from rewardctl.scoring import Scorer
 from rewardctl.state import Example, ProgramState
 from rewardctl.yamlload import LocatedData, load_yaml
 
@@ -126,6 +134,21 @@ class ProgramSpec(BaseModel):
         """A stable hash of everything that defines the program (used by checkpoints)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def build_scorer(spec: ProgramSpec, *, spec_path: str | Path | None = None, use_cache: bool = True,
+                 cache_dir: str | None = None) -> Scorer:
+    """The spec's rewards and metrics, built; an entry that cannot be built is named by its file
+    and line. Relative paths in entries resolve against the spec's folder."""
+    base_dir = Path(spec_path).resolve().parent if spec_path else Path.cwd()
+    context = RewardContext(base_dir=base_dir, cache_dir=cache_dir, use_cache=use_cache,
+                            default_model=spec.model, outputs_schema=json_schema(spec.outputs))
+    try:
+        return Scorer(spec.reward_configs(), spec.metrics, context)
+    except InputError as exc:
+        if exc.entry is None:
+            raise
+        raise spec.locate(exc, *exc.entry) from None
 
 
 def spec_json_schema() -> dict[str, Any]:

@@ -9,25 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rewardctl.dataset import Row
+from rewardctl.options import InspectOptions
 from rewardctl.rewards import Reward
 from rewardctl.rewards.leaves import leaves
 from rewardctl.spec import ProgramSpec
 
 Source = Literal["predictions", "program", "references"]
-
-
-@dataclass
-class InspectOptions:
-    data: str
-    predictions: str | None = None
-    generate: bool = False
-    pairs: str | None = None
-    limit: int = 500
-    probe_rows: int = 40
-    seed: int = 0
-    concurrency: int = 8
-    use_cache: bool = True
-    cache_dir: str | None = None
 
 
 @dataclass

@@ -48,7 +48,7 @@ from rewardctl.records.inspect import (
 from rewardctl.runner import Runner
 from rewardctl.scorefile import read_predictions
 from rewardctl.scoring import Scorer
-from rewardctl.spec import ProgramSpec, load_spec
+from rewardctl.spec import ProgramSpec, build_scorer, load_spec
 from rewardctl.yamlload import load_yaml
 
 
@@ -134,7 +134,7 @@ async def inspect_rewards(spec: ProgramSpec, options: InspectOptions, *,
     """Run the spec's rewards and metrics on the rows (and perturbations of them) and check them.
     Values are inspected raw (before normalization and the failure policy)."""
     started = time.perf_counter()
-    scorer = Scorer.from_spec(spec, spec_path=spec_path, use_cache=options.use_cache, cache_dir=options.cache_dir)
+    scorer = build_scorer(spec, spec_path=spec_path, use_cache=options.use_cache, cache_dir=options.cache_dir)
     required = scorer.required_outputs(spec.outputs)
     data_rows = list(read_rows(options.data, spec.inputs, spec.outputs, required_outputs=required, limit=options.limit))
     source, items = await load_items(spec, scorer, data_rows, options)

@@ -9,7 +9,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from rewardctl.errors import InputError, RunError, one_line
 from rewardctl.lm import litellm_setup
@@ -95,8 +95,16 @@ def _wants_schema(params: dict[str, Any]) -> bool:
     return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
 
 
+class CallPool(Protocol):
+    """Processes that make the litellm calls (rewardctl.lm.workers.WorkerPool)."""
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]: ...
+
+    async def call(self, kwargs: dict[str, Any], router: list[dict[str, Any]] | None = None) -> dict[str, Any]: ...
+
+
 class LMClient:
-    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None, pool: Any = None):
+    def __init__(self, config: ModelConfig, cache: ResponseCache | None = None, pool: CallPool | None = None):
         self.config = config
         self.cache = cache
         self.pool = pool  # a rewardctl.lm.workers.WorkerPool: litellm runs in worker processes

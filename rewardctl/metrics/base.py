@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rewardctl.datamodel import DataModel
-from rewardctl.registry import Registry
 from rewardctl.records.prediction import PredictionRecord
+from rewardctl.registry import Registry
 from rewardctl.rewards.base import RewardContext
 
 
@@ -63,8 +63,3 @@ class RunMetric:
 
 
 METRICS: Registry[RunMetric] = Registry("metric")
-
-
-def build_metric(config: MetricConfig | dict[str, Any], context: RewardContext | None = None) -> RunMetric:
-    """``METRICS.build(config, context)`` (rewardctl.scoring still calls it by this name)."""
-    return METRICS.build(config, context)

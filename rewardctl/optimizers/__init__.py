@@ -4,7 +4,6 @@ from rewardctl.optimizers import bootstrap_few_shot, kl_penalized, random_few_sh
 from rewardctl.optimizers.base import OPTIMIZERS, Observation, Optimizer, OptimizerConfig
 from rewardctl.registry import config_union
 
-__all__ = ["OPTIMIZERS", "REGISTRY", "AnyOptimizerConfig", "Observation", "Optimizer", "OptimizerConfig"]
+__all__ = ["OPTIMIZERS", "AnyOptimizerConfig", "Observation", "Optimizer", "OptimizerConfig"]
 
 AnyOptimizerConfig = config_union(OPTIMIZERS)
-REGISTRY = OPTIMIZERS  # the old name, still imported by rewardctl.optimize

@@ -26,8 +26,8 @@ from pydantic import Field
 
 from rewardctl.kl import AdaptiveKLController, FixedKLController, sequence_kl
 from rewardctl.optimizers.base import OPTIMIZERS, CandidateRunner
-from rewardctl.records.optimize import StepScore
 from rewardctl.optimizers.random_few_shot import RandomFewShot, RandomFewShotConfig
+from rewardctl.records.optimize import StepScore
 from rewardctl.state import ProgramState
 
 KL_BAND = (0.0, 10.0)

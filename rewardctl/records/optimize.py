@@ -109,13 +109,18 @@ class Checkpoint(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class ScorePair(BaseModel):
+    baseline: float | None
+    optimized: float | None
+
+
 class Comparison(BaseModel):
     rows: int
     baseline: float | None
     optimized: float | None
     difference: float | None
     ci95: list[float] | None = Field(None, description="95% bootstrap CI of the paired difference.")
-    scores: dict[str, dict[str, float | None]] = Field(
+    scores: dict[str, ScorePair] = Field(
         default_factory=dict, description="Each reward's and metric's mean: {name: {baseline, optimized}}.")
 
 

@@ -10,11 +10,12 @@ from rewardctl.io import atomic_write_text
 from rewardctl.records.eval import EvalReport
 from rewardctl.report import eval as _eval  # noqa: F401  (registers the eval renderers)
 from rewardctl.report.eval import print_summary
+from rewardctl.report.inspect import print_inspection, write_inspect_outputs
 from rewardctl.report.optimize import write_optimize_outputs
 from rewardctl.report.render import FORMATS, render, render_json, renders
 
-__all__ = ["FORMATS", "print_summary", "render", "render_json", "renders", "write_eval_outputs",
-           "write_optimize_outputs"]
+__all__ = ["FORMATS", "print_inspection", "print_summary", "render", "render_json", "renders",
+           "write_eval_outputs", "write_inspect_outputs", "write_optimize_outputs"]
 
 # File name of each format, for reports written to a folder.
 FILE_NAMES = {"json": "report.json", "markdown": "report.md", "html": "report.html"}

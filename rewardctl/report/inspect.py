@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from rewardctl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from rewardctl.records.inspect import AgreementCheck, InspectReport, InspectSeries
+from rewardctl.report.render import renders
 
 ORDER = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
 COLORS = {"fail": "#c0392b", "warn": "#d68910", "pass": "#1e8449", "skip": "#7f8c8d"}
@@ -24,6 +27,7 @@ def _counts(report: InspectReport) -> str:
     return ", ".join(f"{report.counts.get(k, 0)} {k}" for k in ("fail", "warn", "pass", "skip"))
 
 
+@renders(InspectReport, "markdown")
 def render_markdown(report: InspectReport) -> str:
     lines = [f"## rewardctl inspect-rewards: {report.spec.name}", "",
              f"Source: {report.source}, {report.rows} rows. " + _counts(report) + ".", "",
@@ -110,6 +114,11 @@ def _correlation_plot(plt: Any, agreement: AgreementCheck) -> bytes:
     return _png(fig)
 
 
+@renders(InspectReport, "html")
+def render_html_without_plots(report: InspectReport) -> str:
+    return render_html(report, {})
+
+
 def make_plots(report: InspectReport, series: InspectSeries) -> dict[str, bytes]:
     """histograms.png, reward_vs_length.png and correlation.png (when scores were correlated),
     by file name; nothing without outputs."""
@@ -160,3 +169,21 @@ def write_inspect_outputs(out_dir: str | Path, report: InspectReport, series: In
     atomic_write_json(out / "report.json", report.model_dump(mode="json"))
     atomic_write_text(out / "report.md", render_markdown(report))
     atomic_write_text(out / "report.html", render_html(report, plots))
+
+
+def print_inspection(console: Console, report: InspectReport) -> None:
+    """The table of checks inspect-rewards prints on stderr."""
+    colors = {"fail": "red", "warn": "yellow", "pass": "green", "skip": "bright_black"}
+    order = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
+    table = Table(title=f"inspect-rewards · {report.spec.name} · {report.source}, {report.rows} rows",
+                  title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("check")
+    table.add_column("score")
+    table.add_column("status")
+    table.add_column("finding", overflow="fold")
+    for c in sorted(report.checks, key=lambda c: (order[c.status], c.check)):
+        table.add_row(c.check, c.score or "", f"[{colors[c.status]}]{c.status}[/]", c.summary)
+    console.print(table)
+    console.print(", ".join(f"{report.counts.get(k, 0)} {k}" for k in ("fail", "warn", "pass", "skip")))
+    if report.outputs:
+        console.print(f"wrote {', '.join(report.outputs.values())}", highlight=False, soft_wrap=True)

@@ -28,7 +28,7 @@ def _comparisons(report: OptimizeReport) -> list[str]:
     if scores:
         label = "test" if report.test is not None else "validation"
         lines += ["", f"| score ({label}) | baseline | optimized |", "|---|---|---|"]
-        lines += [f"| {name} | {_fmt(v['baseline'])} | {_fmt(v['optimized'])} |" for name, v in scores.items()]
+        lines += [f"| {name} | {_fmt(v.baseline)} | {_fmt(v.optimized)} |" for name, v in scores.items()]
     return lines
 
 

@@ -16,9 +16,9 @@ from rewardctl.rewards import (  # noqa: F401  (importing registers the built-in
     reward_model,
     token_overlap,
 )
-from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig, RewardContext, build_reward
+from rewardctl.rewards.base import JSON, REWARDS, Reward, RewardConfig, RewardContext
 
-__all__ = ["JSON", "REWARDS", "AnyRewardConfig", "Reward", "RewardConfig", "RewardContext", "build_reward"]
+__all__ = ["JSON", "REWARDS", "AnyRewardConfig", "Reward", "RewardConfig", "RewardContext"]
 
 # Any reward entry, told apart by `type`; composite rewards nest them.
 AnyRewardConfig = config_union(REWARDS)

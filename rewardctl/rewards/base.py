@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rewardctl.datamodel import DataModel
 from rewardctl.errors import InputError
+from rewardctl.modelconfig import ModelConfig
 from rewardctl.registry import Registry
 from rewardctl.rewards.masks import Masks, mask_problems, schema_template
 
@@ -139,7 +140,7 @@ class RewardContext:
     base_dir: Path = field(default_factory=Path.cwd)
     cache_dir: str | None = None
     use_cache: bool = True
-    default_model: Any = None  # the program's ModelConfig, for judges that name none
+    default_model: ModelConfig | None = None  # the program's model, for judges that name none
     outputs_schema: dict[str, Any] | None = None  # the program's outputs, as JSON Schema
 
 
@@ -349,8 +350,3 @@ class Reward:
 # --- registry --------------------------------------------------------------------------------
 
 REWARDS: Registry[Reward] = Registry("reward")
-
-
-def build_reward(config: RewardConfig | dict[str, Any], context: RewardContext | None = None) -> Reward:
-    """``REWARDS.build(config, context)`` (rewardctl.scoring still calls it by this name)."""
-    return REWARDS.build(config, context)

@@ -28,6 +28,7 @@ from typing import Any
 from rewardctl.dataset import iter_json_objects
 from rewardctl.embeddings import _offline_quiet_env, get_embedder
 from rewardctl.errors import InputError, RunError
+from rewardctl.options import TrainOptions
 from rewardctl.progress import Progress, ProgressCallback
 from rewardctl.rm.head import build_head, features, save_head
 from rewardctl.rm.scorer import pick_device
@@ -47,29 +48,6 @@ class Pair:
 def epoch_progress(epoch: int, epochs: int, row: dict[str, float]) -> Progress:
     acc = row.get("val_accuracy")
     return Progress("train-reward", epoch, epochs, acc, label="held-out acc", detail=f"loss {row['loss']:.4f}")
-
-@dataclass
-class TrainOptions:
-    pairs: str
-    out: str
-    val_split: float = 0.2
-    epochs: int | None = None  # default: 40 for the head, 2 for fine-tuning
-    seed: int = 0
-    base_model: str | None = None
-    embedding_model: str = "all-MiniLM-L6-v2"
-    hidden: int = 256
-    learning_rate: float | None = None  # default: 1e-3 for the head, 2e-5 for fine-tuning
-    batch_size: int | None = None  # default: 32 for the head, 8 for fine-tuning
-    centering: float = 0.0
-    split_by: str = "prompt"
-    max_length: int = 256
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        """Every option is checked here, once, before any work starts."""
-        if self.split_by not in ("prompt", "pair"):
-            raise InputError("expected 'prompt' or 'pair'", field="--split-by")
-
 
 @dataclass
 class TrainResult:

@@ -1,0 +1,147 @@
+"""Every command's options and their defaults, declared once: the command line takes its
+defaults from here, and each class checks its options once (``__post_init__``), before any work
+starts. Core layer, and light to import, so that `rewardctl --help` stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rewardctl.errors import InputError
+from rewardctl.shards import Shard, parse_shard
+
+
+@dataclass(frozen=True)
+class ErrorBudget:
+    """``--max-errors``: a number of failed rows, or a share of the rows."""
+
+    kind: str  # "count" or "share"
+    limit: float
+
+    @classmethod
+    def parse(cls, value: str | None) -> ErrorBudget | None:
+        """'25' -> 25 rows; '10%' -> a share of 0.10."""
+        if value is None:
+            return None
+        text = str(value).strip()
+        try:
+            if text.endswith("%"):
+                share = float(text[:-1]) / 100
+                if not 0 <= share <= 1:
+                    raise ValueError
+                return cls("share", share)
+            count = int(text)
+            if count < 0:
+                raise ValueError
+            return cls("count", float(count))
+        except ValueError:
+            raise InputError("expected a number of rows (25) or a percentage (10%)", field="--max-errors") from None
+
+    def exceeded(self, failures: int, rows: int, total: int | None) -> bool:
+        if self.kind == "count":
+            return failures > self.limit
+        if total:  # a share of the whole dataset, when its size is known
+            return failures > self.limit * total
+        return rows >= 20 and failures / rows > self.limit
+
+
+@dataclass
+class EvalOptions:
+    data: str
+    out_dir: str | None = None
+    limit: int | None = None
+    concurrency: int = 8
+    use_cache: bool = True
+    cache_dir: str | None = None
+    skip_invalid: bool = False
+    fail_under: float | None = None
+    repeat: int = 1  # samples per row (pass@k); each is a separate prediction line
+    max_errors: str | None = None  # "N" failed rows, or "P%" of the rows; past it the run stops
+    resume: bool = False  # finish an interrupted run in out_dir
+    shard: Shard | str | None = None  # (K, N) or "K/N": evaluate the K-th of N round-robin shards
+    max_cost: float | None = None  # USD; once spent, no further call starts
+    workers: int | None = None  # LM worker processes for remote models; None: auto (evaluate.lm_workers)
+    budget: ErrorBudget | None = field(init=False, default=None)  # max_errors, parsed
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shard, str):
+            self.shard = parse_shard(self.shard)
+        self.budget = ErrorBudget.parse(self.max_errors)
+        if self.max_cost is not None and self.max_cost < 0:
+            raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
+        if self.resume and self.out_dir is None:
+            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
+
+
+@dataclass
+class ScoreOptions:
+    predictions: str
+    out_dir: str | None = None
+    limit: int | None = None
+    skip_invalid: bool = False
+    fail_under: float | None = None
+    use_cache: bool = True
+    cache_dir: str | None = None
+
+
+@dataclass
+class OptimizeOptions:
+    train: str
+    val: str | None = None
+    val_split: float = 0.3
+    test: str | None = None
+    out_dir: str | None = None
+    optimizer: str | None = None  # None: the spec's, else optimize.DEFAULT_OPTIMIZER
+    epochs: int | None = None
+    seed: int | None = None
+    zero_shot: bool = False
+    reference: str | None = None  # a checkpoint whose state is the KL reference
+    resume: bool = False
+    concurrency: int = 8
+    use_cache: bool = True
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.val is None and not 0 < self.val_split < 1:
+            raise InputError("expected a share between 0 and 1", field="--val-split")
+        if self.resume and self.out_dir is None:
+            raise InputError("--resume needs --out DIR (the interrupted run's folder)")
+
+
+@dataclass
+class InspectOptions:
+    data: str
+    predictions: str | None = None
+    generate: bool = False
+    pairs: str | None = None
+    limit: int = 500
+    probe_rows: int = 40
+    seed: int = 0
+    concurrency: int = 8
+    use_cache: bool = True
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.predictions and self.generate:
+            raise InputError("give --predictions or --generate, not both")
+
+
+@dataclass
+class TrainOptions:
+    pairs: str
+    out: str
+    val_split: float = 0.2
+    epochs: int | None = None  # default: 40 for the head, 2 for fine-tuning
+    seed: int = 0
+    base_model: str | None = None
+    embedding_model: str = "all-MiniLM-L6-v2"
+    hidden: int = 256
+    learning_rate: float | None = None  # default: 1e-3 for the head, 2e-5 for fine-tuning
+    batch_size: int | None = None  # default: 32 for the head, 8 for fine-tuning
+    centering: float = 0.0
+    split_by: str = "prompt"
+    max_length: int = 256
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.split_by not in ("prompt", "pair"):
+            raise InputError("expected 'prompt' or 'pair'", field="--split-by")
