@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
 from rewardctl.errors import InputError, RunError
@@ -61,14 +62,23 @@ def lm_workers(spec: ProgramSpec, options: EvalOptions, total: int | None) -> in
 
 def to_record(row: Row, pred: Prediction, scores: RowScores, sample: int | None, priced: bool) -> PredictionRecord:
     """The predictions.jsonl line of one prediction."""
-    return PredictionRecord(
-        index=row.index, line=row.line, sample=sample, inputs=row.inputs, y_true=row.y_true,
-        y_pred=pred.y_pred, rewards=scores.rewards, metrics=scores.metrics, reward=scores.reward,
-        components=scores.components, status="ok" if pred.ok else "error", error=pred.error,
-        latency_s=round(pred.latency_s, 4),
-        tokens=TokenCounts(prompt=pred.prompt_tokens, completion=pred.completion_tokens),
+    optional: dict[str, Any] = {}  # given only when they hold something (see PredictionRecord.to_line)
+    if sample is not None:
+        optional["sample"] = sample
+    if scores.components:
+        optional["components"] = scores.components
+    if pred.raw is not None:
+        optional["raw"] = pred.raw
+    if row.meta:
+        optional["meta"] = row.meta
+    # Built from values this process made and typed, so not validated again (a hot path).
+    return PredictionRecord.model_construct(
+        index=row.index, line=row.line, inputs=row.inputs, y_true=row.y_true, y_pred=pred.y_pred,
+        rewards=scores.rewards, metrics=scores.metrics, reward=scores.reward,
+        status="ok" if pred.ok else "error", error=pred.error, latency_s=round(pred.latency_s, 4),
+        tokens=TokenCounts.model_construct(prompt=pred.prompt_tokens, completion=pred.completion_tokens),
         cost_usd=round(pred.cost_usd, 12) if priced else None, cached=pred.cached, calls=pred.calls,
-        raw=pred.raw, meta=row.meta or None)
+        **optional)
 
 
 def from_record(record: PredictionRecord) -> Prediction:
@@ -260,7 +270,7 @@ class EvalRun:
         for (row, sample, pred, was_done), row_scores in zip(batch, scores, strict=True):
             record = self._record(row, sample, pred, row_scores)
             if self.writer is not None and not was_done:
-                self.writer.write(record.to_line())
+                self.writer.write_line(record.to_line())
             self.stats.add(record)
             self.window.release()
         if self.writer is not None:
@@ -329,7 +339,7 @@ class EvalRun:
             if pred.error == INTERRUPTED:
                 break
             if not was_done:
-                self.writer.write(self._record(row, sample, pred, unscored).to_line())
+                self.writer.write_line(self._record(row, sample, pred, unscored).to_line())
 
     # --- results ---
 

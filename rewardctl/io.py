@@ -80,8 +80,12 @@ class JsonlWriter:
         self._handle: IO[bytes] | None = open(self.partial, "ab" if append else "wb")  # noqa: SIM115 (lives across calls; closed by commit/close)
 
     def write(self, obj: Any) -> None:
+        self.write_line(dumps_line(obj))
+
+    def write_line(self, line: bytes) -> None:
+        """One line, already encoded and ending in a newline."""
         assert self._handle is not None
-        self._handle.write(dumps_line(obj))
+        self._handle.write(line)
         self.lines += 1
 
     def flush(self) -> None:

@@ -123,7 +123,7 @@ def _merge_rows(folders: list[Path], out: Path, stats: RunStats) -> None:
     try:
         for _, record in heapq.merge(*streams, key=lambda item: item[0]):
             stats.add(record)
-            writer.write(record.to_line())
+            writer.write_line(record.to_line())
     except BaseException:
         writer.close()
         raise

@@ -163,10 +163,10 @@ async def score_predictions(spec: ProgramSpec, options: ScoreOptions, *, spec_pa
             scores = await scorer.score([r.y_true for r in batch], [r.y_pred for r in batch],
                                         [r.inputs for r in batch])
             for row, row_scores in zip(batch, scores, strict=True):
-                record = row.record.with_scores(row_scores.rewards, row_scores.metrics, row_scores.reward,
-                                                row_scores.components)
+                record = row.record
+                record.set_scores(row_scores.rewards, row_scores.metrics, row_scores.reward, row_scores.components)
                 if writer is not None:
-                    writer.write(record.to_line())
+                    writer.write_line(record.to_line())
                 stats.add(record, index=row.index, line=row.line, calls=False)
             if writer is not None:
                 writer.flush()

@@ -9,8 +9,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 JSON = dict[str, Any]
-# Written only when they hold something, so that lines stay short and stable.
-_OPTIONAL_KEYS = ("sample", "components", "raw", "meta")
 
 
 class TokenCounts(BaseModel):
@@ -51,20 +49,18 @@ class PredictionRecord(BaseModel):
     def ok(self) -> bool:
         return self.status != "error" and self.y_pred is not None
 
-    def to_line(self) -> JSON:
-        """Plain data for one JSONL line: fields the record was given (a user's file keeps its own
-        keys), without the optional ones that hold nothing."""
-        data = self.model_dump(mode="json", exclude_unset=True)
-        for key in _OPTIONAL_KEYS:
-            if key in data and (data[key] is None or data[key] == {}):
-                del data[key]
-        return data
+    def to_line(self) -> bytes:
+        """One JSONL line: the fields the record was given (a user's file keeps its own keys). The
+        optional fields (sample, components, raw, meta) are given only when they hold something."""
+        return self.__pydantic_serializer__.to_json(self, exclude_unset=True) + b"\n"
 
-    def with_scores(self, rewards: dict[str, float | None], metrics: dict[str, float | None],
-                    reward: float | None, components: dict[str, float | None]) -> PredictionRecord:
+    def set_scores(self, rewards: dict[str, float | None], metrics: dict[str, float | None],
+                   reward: float | None, components: dict[str, float | None]) -> None:
+        """Replace the scores (re-scoring); components the new scores lack are left as they were.
+        Scores are computed, not read: set directly (pydantic's checked setattr costs more than
+        the scoring of a simple reward)."""
         update: JSON = {"rewards": rewards, "metrics": metrics, "reward": reward}
         if components:
             update["components"] = components
-        copy = self.model_copy(update=update)
-        copy.__pydantic_fields_set__ = self.model_fields_set | set(update)
-        return copy
+        self.__dict__.update(update)
+        self.__pydantic_fields_set__.update(update)
