@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_serializer
 
-from rewardctl import __version__
-
-REPORT_SCHEMA_VERSION = 1
+from rewardctl.records.base import Report
 
 
 class SeriesStats(BaseModel):
@@ -138,11 +135,8 @@ class ErrorRow(BaseModel):
     error: str | None
 
 
-class EvalReport(BaseModel):
-    schema_version: int = REPORT_SCHEMA_VERSION
+class EvalReport(Report):
     kind: Literal["eval", "score"] = "eval"
-    rewardctl_version: str = __version__
-    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     wall_time_s: float
     spec: SpecInfo
     data: DataInfo

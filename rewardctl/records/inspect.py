@@ -7,14 +7,12 @@ below has optional fields and writes only those that were set.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from rewardctl import __version__
+from rewardctl.records.base import Report
 
-REPORT_SCHEMA_VERSION = 1
 Status = Literal["pass", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("pass", "warn", "fail", "skip")
 
@@ -233,11 +231,8 @@ class InspectedSpec(BaseModel):
     model: str
 
 
-class InspectReport(BaseModel):
-    schema_version: int = REPORT_SCHEMA_VERSION
+class InspectReport(Report):
     kind: Literal["inspect-rewards"] = "inspect-rewards"
-    rewardctl_version: str = __version__
-    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     spec: InspectedSpec
     source: Literal["predictions", "program", "references"]
     rows: int

@@ -8,10 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from rewardctl import __version__
+from rewardctl.records.base import Report
 from rewardctl.records.eval import SpecInfo, Usage
 
-REPORT_SCHEMA_VERSION = 1
 CHECKPOINT_FORMAT = "rewardctl-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -154,10 +153,8 @@ class KLEstimate(BaseModel):
     entropy: float
 
 
-class OptimizeReport(BaseModel):
-    schema_version: int = REPORT_SCHEMA_VERSION
+class OptimizeReport(Report):
     kind: Literal["optimize"] = "optimize"
-    rewardctl_version: str = __version__
     spec: SpecInfo
     optimizer: dict[str, Any] = Field(description="The optimizer's config.")
     data: OptimizeData
