@@ -128,7 +128,7 @@ class ProgramSpec(BaseModel):
                          instructions=self.instructions, examples=tuple(self.examples))
 
     def initial_state(self) -> ProgramState:
-        return ProgramState(self.instructions, list(self.examples))
+        return self.signature().initial_state()
 
     def fingerprint(self) -> str:
         """A stable hash of everything that defines the program (used by checkpoints)."""

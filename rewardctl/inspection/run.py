@@ -36,7 +36,6 @@ from rewardctl.io import atomic_write_text
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
 from rewardctl.paths import responses_dir
-from rewardctl.program import Program
 from rewardctl.records.inspect import (
     STATUSES,
     AnyCheck,
@@ -68,7 +67,7 @@ async def generated_items(spec: ProgramSpec, scorer: Scorer, data_rows: list[Row
     """Run the program on the dataset's rows: its outputs are the ones inspected."""
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     runner = Runner(spec, scorer, LMClient(spec.model, cache), options.concurrency, options.use_cache)
-    results = await runner.run(Program(spec).state, data_rows)
+    results = await runner.run(spec.initial_state(), data_rows)
     if cache is not None:
         cache.close()
     return [Item(r.inputs, r.y_true or {}, p.y_pred if p.ok else None)
