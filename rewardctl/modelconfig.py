@@ -55,6 +55,12 @@ class ModelConfig(BaseModel):
         "object constrained by the output schema (chat models); 'auto': fields for local/ models, "
         "json otherwise.",
     )
+    structured_output: Literal["auto", "json_schema", "json_object", "off"] = Field(
+        "auto", description="How the output schema reaches a chat model (prompt_format json): "
+        "'json_schema' (OpenAI's response_format; vLLM), 'json_object' with the schema (llama.cpp's "
+        "server), 'off' (the schema is only in the prompt). 'auto': json_schema where litellm knows "
+        "the model supports it; for a self-hosted api_base, json_schema first, then json_object, "
+        "then off, remembering what the server refused; off otherwise.")
     retries: int = Field(
         4, ge=0, le=20,
         description="Further attempts after a transient provider failure (timeout, 429, 5xx, dropped "

@@ -45,3 +45,23 @@ rewards:
   - name: em
     type: exact_match
 """
+
+
+@pytest.fixture(scope="session")
+def chat_server():
+    """SmolLM2-135M-Instruct behind llama-cpp-python's OpenAI-compatible server (a real chat model)."""
+    from llamaserver import LlamaServer, smollm_path
+
+    server = LlamaServer(smollm_path(), "smollm2").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_server():
+    """The embedded Gemma 3 270M base model behind the same server (completions endpoint)."""
+    from llamaserver import LlamaServer, gemma_path
+
+    server = LlamaServer(gemma_path(), "gemma").start()
+    yield server
+    server.stop()

@@ -118,6 +118,8 @@ class LMClient:
         for deployment in config.deployments or []:
             self._read_deployment_key(deployment)  # a missing variable is a usage error up front
         self._supports_schema: bool | None = None
+        self._structured: str | None = None  # the structured-output mode in use (auto: found out)
+        self._probing = False  # auto on a self-hosted server: a refusal steps the mode down
         self.retried = 0  # attempts repeated after a transient failure
         self._jitter = random.Random(0)  # spreads retries; it never changes a result
         self.faults: dict[str, int] = {}  # transient failures seen, by kind
@@ -244,6 +246,48 @@ class LMClient:
             found = reply.get("prices")
             self._prices = (float(found[0]), float(found[1])) if found and None not in found else None
         return self.prices()
+
+    async def _structured_mode(self) -> str:
+        """How this client sends the output schema: model.structured_output, or for 'auto' what
+        litellm knows of the model, or for a self-hosted server what it has not refused yet."""
+        setting = self.config.structured_output
+        if setting != "auto":
+            return setting
+        if self._structured is None:
+            if await self._schema_supported():
+                self._structured = "json_schema"
+            else:
+                self._structured = "json_schema" if self.config.api_base else "off"
+                self._probing = self.config.api_base is not None
+        return self._structured
+
+    @staticmethod
+    def _shape_response_format(kwargs: dict[str, Any], mode: str) -> None:
+        """Turn the program's json_schema response_format into what ``mode`` sends."""
+        if mode == "json_schema":
+            return
+        fmt = kwargs.pop("response_format")
+        if mode == "json_object":
+            # llama.cpp's server (and vLLM) constrain decoding to a schema given this way.
+            kwargs["response_format"] = {"type": "json_object", "schema": fmt["json_schema"]["schema"]}
+        # "off": the JSON Schema stays in the system prompt, and parsing retries cover the rest.
+
+    def _refused_response_format(self, call: dict[str, Any], exc: BaseException) -> bool:
+        """A self-hosted server answering 4xx/5xx to a structured-output request (llama.cpp's
+        answers 500 to json_schema): step down to the next mode, remember it, and say so."""
+        if not self._probing or _status(exc) not in (400, 404, 415, 422, 500, 501):
+            return False
+        fmt = call.get("response_format")
+        if not isinstance(fmt, dict):
+            return False
+        if fmt.get("type") == "json_schema":
+            self._structured = "json_object"
+            call["response_format"] = {"type": "json_object", "schema": fmt["json_schema"]["schema"]}
+        else:
+            self._structured = "off"
+            self._probing = False
+            call.pop("response_format")
+        return True
 
     async def _schema_supported(self) -> bool:
         if self._supports_schema is None:
@@ -382,9 +426,8 @@ class LMClient:
         kwargs = dict(params)
         if not self.config.is_local:
             kwargs["drop_params"] = True  # e.g. top_k or seed where a provider lacks them
-            if _wants_schema(kwargs) and not await self._schema_supported():
-                # The JSON Schema stays in the system prompt, and parsing retries cover the rest.
-                kwargs.pop("response_format")
+            if _wants_schema(kwargs):
+                self._shape_response_format(kwargs, await self._structured_mode())
         model_list = self._model_list() if self.config.deployments else None
         if model_list is not None:
             call = {"model": "rewardctl", "messages": request.messages, "timeout": self.config.timeout, **kwargs}
@@ -414,6 +457,8 @@ class LMClient:
             except RunError:
                 raise
             except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
+                if self._refused_response_format(call, exc):
+                    continue  # the same attempt, in the next structured-output mode
                 name = _exc_name(exc)
                 cause = exc.__cause__ or exc.__context__
                 if isinstance(cause, RunError):
