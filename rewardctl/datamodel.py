@@ -142,15 +142,24 @@ def _type_name(value: Any) -> str:
             dict: "object"}.get(type(value), type(value).__name__)
 
 
+def _check_reply_text(value: str, spec: FieldSpec, path: str) -> None:
+    if not value.strip():
+        raise ValueProblem(path, "empty")
+    if spec.max_length is not None and len(value) > spec.max_length:
+        raise ValueProblem(path, f"{len(value)} characters, over max_length {spec.max_length}")
+
+
 def check_value(value: Any, spec: FieldSpec, path: str, *, lax: bool) -> Any:
     """Return ``value`` checked against ``spec``; with ``lax``, coerce text the way a model writes it."""
     kind = spec.type
     if kind == "string":
-        if isinstance(value, str):
-            return value
         if lax and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return json.dumps(value)
-        raise ValueProblem(path, f"expected a string, got {_type_name(value)}")
+            value = json.dumps(value)
+        if not isinstance(value, str):
+            raise ValueProblem(path, f"expected a string, got {_type_name(value)}")
+        if lax:  # a model's reply follows the data model (references may hold what they hold)
+            _check_reply_text(value, spec, path)
+        return value
     if kind == "enum":
         values = spec.values or []
         if isinstance(value, str):

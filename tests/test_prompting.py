@@ -80,3 +80,21 @@ def test_grammar_is_valid_gbnf():
     gbnf = fields_grammar(outputs)
     assert gbnf.startswith('root ::= " " r1 "\\n" "score: " num')
     LlamaGrammar.from_string(gbnf, verbose=False)  # raises on invalid grammar
+
+
+def test_a_reply_follows_the_data_model_empty_or_too_long_is_a_parse_failure():
+    from rewardctl.datamodel import FieldSpec
+    from rewardctl.prompting import FieldsFormat, JsonFormat, ParseError
+
+    inputs = {"q": FieldSpec(type="string")}
+    outputs = {"answer": FieldSpec(type="string", max_length=10)}
+    fields = FieldsFormat(inputs, outputs)
+    assert fields.parse(" Paris") == {"answer": "Paris"}
+    for reply in ("", "   ", " a reply that runs far past ten characters"):
+        with pytest.raises(ParseError):
+            fields.parse(reply)
+    json_format = JsonFormat(inputs, outputs, "t")
+    assert json_format.parse('{"answer": "Paris"}') == {"answer": "Paris"}
+    for reply in ('{"answer": ""}', '{"answer": "far past ten characters"}'):
+        with pytest.raises(ParseError):
+            json_format.parse(reply)

@@ -160,7 +160,8 @@ OUTPUTS = {
 }
 INPUTS = {"question": FieldSpec(type="string")}
 values_for = {
-    "answer": st.text(st.characters(blacklist_categories=["Cs"]), max_size=40),
+    # A blank answer is not a valid reply (it is a parse failure, retried).
+    "answer": st.text(st.characters(blacklist_categories=["Cs"]), max_size=40).filter(str.strip),
     "count": st.integers(-10**12, 10**12),
     "score": st.floats(allow_nan=False, allow_infinity=False, width=64),
     "ok": st.booleans(),
