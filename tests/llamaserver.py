@@ -60,10 +60,10 @@ class LlamaServer:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"llama_cpp.server exited: {self.log_tail()}")
-            with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(self.base + "/models", timeout=2) as reply:
-                    json.loads(reply.read())
-                    return self
+            with contextlib.suppress(OSError, ValueError), \
+                    urllib.request.urlopen(self.base + "/models", timeout=2) as reply:
+                json.loads(reply.read())
+                return self
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"llama_cpp.server did not answer within {wait_s:.0f} s")
