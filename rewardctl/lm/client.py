@@ -273,8 +273,9 @@ class LMClient:
         # "off": the JSON Schema stays in the system prompt, and parsing retries cover the rest.
 
     def _refused_response_format(self, call: dict[str, Any], exc: BaseException) -> bool:
-        """A self-hosted server answering 4xx/5xx to a structured-output request (llama.cpp's
-        answers 500 to json_schema): step down to the next mode, remember it, and say so."""
+        """A self-hosted server answering 4xx/5xx to its first structured-output requests
+        (llama.cpp's answers 500 to json_schema): step down to the next mode and remember it. The
+        failed request still counts as a fault and a retry."""
         if not self._probing or _status(exc) not in (400, 404, 415, 422, 500, 501):
             return False
         fmt = call.get("response_format")
@@ -457,8 +458,6 @@ class LMClient:
             except RunError:
                 raise
             except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
-                if self._refused_response_format(call, exc):
-                    continue  # the same attempt, in the next structured-output mode
                 name = _exc_name(exc)
                 cause = exc.__cause__ or exc.__context__
                 if isinstance(cause, RunError):
@@ -466,16 +465,19 @@ class LMClient:
                 # litellm reports a missing key as a 500; no retry will supply one.
                 fatal = name in _FATAL or "Missing credentials" in str(exc)
                 retryable = not fatal and (_status(exc) in _RETRYABLE_STATUS or name in _RETRYABLE_NAMES)
-                if retryable:
+                stepped_down = not fatal and attempt + 1 < attempts and self._refused_response_format(call, exc)
+                if retryable or stepped_down:
                     kind = _fault_kind(exc)
                     self.faults[kind] = self.faults.get(kind, 0) + 1
-                if not retryable or attempt + 1 == attempts:
+                if not (retryable or stepped_down) or attempt + 1 == attempts:
                     tries = f" (after {attempt + 1} attempts)" if attempt else ""
                     message = self._scrub(one_line(f"{name}: {exc}", 400)) + tries
                     raise ProviderError(message, fatal=fatal) from None
                 self.retried += 1
-                await asyncio.sleep(self._backoff(attempt, _retry_after(exc)))
+                if not stepped_down:  # a refused response_format is asked again at once, stepped down
+                    await asyncio.sleep(self._backoff(attempt, _retry_after(exc)))
         latency = time.perf_counter() - started
+        self._probing = False  # the server took this mode: later failures are faults, not refusals
         self.requests += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
