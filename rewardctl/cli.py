@@ -22,7 +22,13 @@ from typing import Annotated
 import typer
 
 from rewardctl import __version__
-from rewardctl.errors import EXIT_RUN_FAILED, EXIT_THRESHOLD, RewardctlError, one_line
+from rewardctl.errors import (
+    EXIT_RUN_FAILED,
+    EXIT_THRESHOLD,
+    RewardctlError,
+    RewardctlWarning,
+    one_line,
+)
 from rewardctl.options import (
     EvalOptions,
     InspectOptions,
@@ -68,7 +74,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 def run_async(coro):
     """asyncio.run, with SIGTERM handled like Ctrl-C: the command is cancelled, flushes what it
-    finished, and says how to continue."""
+    finished, and says how to continue. litellm's HTTP clients are closed before the loop ends."""
+    from rewardctl.lm.litellm_setup import close_clients
     # Cancelling on Ctrl-C or SIGTERM drops coroutines that litellm created but never started;
     # Python's warning about them says nothing to a user, and would bury the message that does.
     warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
@@ -79,13 +86,30 @@ def run_async(coro):
         # Not possible outside the main thread (typer's test runner): then SIGTERM stays as it was.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        return await coro
+        try:
+            return await coro
+        finally:
+            await close_clients()
 
     return asyncio.run(main())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, RewardctlWarning):
+        sys.stderr.write(f"rewardctl: warning: {message}\n")
+        sys.stderr.flush()
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def _run(fn):
-    """Run a command body: library errors become one line on stderr and their exit code."""
+    """Run a command body: library errors become one line on stderr and their exit code; the
+    library's warnings, one line each, once."""
+    warnings.simplefilter("default", RewardctlWarning)
+    warnings.showwarning = _show_warning
     try:
         return fn()
     except RewardctlError as exc:
@@ -106,13 +130,14 @@ def _run_report_command(spec: Path, quiet: bool, json_out: bool, out: Path | Non
     on_progress, write_report)``) under a progress bar, write its files to ``out``, print the
     summary on stderr and, with --json, the report on stdout; exit 1 when a threshold is not met."""
     from rewardctl.console import DataChannel, progress_bar, stderr_console
+    from rewardctl.outdir import claim_out_dir
     from rewardctl.report import print_summary, render_json, write_eval_outputs
     from rewardctl.spec import load_spec
 
     def body() -> None:
         console = stderr_console()
         write = None if out is None else (lambda report: write_eval_outputs(out, report))
-        with DataChannel() as channel:
+        with claim_out_dir(out), DataChannel() as channel:
             program_spec = load_spec(spec)
             with progress_bar(console, quiet) as on_progress:
                 report = make_report(program_spec, on_progress, write)
@@ -134,14 +159,22 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 @app.command()
 def validate(spec: SpecArg, json_out: JsonOpt = False) -> None:
     """Check a spec: YAML, keys, types, demos, masks, and that every reward and metric can be built
-    (python functions, reward models, schemas). Errors name the file, line and field."""
+    (python functions, reward models, schemas). Lists every problem found, one line each naming
+    the file, line and field (with --json: {"valid": false, "problems": [...]}); exit 2."""
     from rewardctl.console import DataChannel, stderr_console
-    from rewardctl.spec import build_scorer, load_spec
+    from rewardctl.errors import EXIT_USAGE
+    from rewardctl.spec import check_spec
 
     def body() -> None:
         with DataChannel() as data:
-            program = load_spec(spec)
-            build_scorer(program, spec_path=str(spec), use_cache=False)
+            program, problems = check_spec(spec)
+            if problems or program is None:
+                if json_out:
+                    listed = [{"path": p.path, "line": p.line, "field": p.field, "message": p.detail} for p in problems]
+                    data.write(json.dumps({"valid": False, "path": str(spec), "problems": listed}) + "\n")
+                else:
+                    sys.stderr.write("".join(f"rewardctl: error: {p}\n" for p in problems))
+                raise typer.Exit(EXIT_USAGE)
             rewards = [r.display_name for r in program.reward_configs()]
             info = {"valid": True, "path": str(spec), "name": program.name, "model": program.model.name,
                     "inputs": list(program.inputs), "outputs": list(program.outputs),
@@ -184,7 +217,8 @@ def eval_command(
     repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k); each is a prediction line.")] = EvalOptions.repeat,
     checkpoint: Annotated[Path | None, typer.Option(help="Evaluate the learned state of an optimize checkpoint (DIR/best.json).")] = None,
     max_errors: Annotated[str | None, typer.Option(help="Error budget: stop calling the model after N failed rows, or P% of the rows (every row is still recorded).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Finish the interrupted run in --out without redoing its finished rows.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish the interrupted run in --out: its finished rows are kept, rows that failed on a transient error (connection, timeout, 429, 5xx, unparseable reply) are asked again.")] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Ask the failed rows of the run in --out again (finished or interrupted) and rewrite its outputs.")] = False,
     shard: Annotated[str | None, typer.Option(help="K/N: evaluate only the K-th of N shards (rows dealt round-robin); join the shards with `rewardctl merge`.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Budget in USD: once spent, no further request starts and the run stops cleanly (every row is still recorded).")] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Processes that make the litellm calls to a remote model (0: this process) [default: one per core, up to 4, at --concurrency 32+ over 1,000+ rows; else 0].", show_default=False)] = None,
@@ -202,7 +236,7 @@ def eval_command(
                               concurrency=concurrency, use_cache=not no_cache,
                               cache_dir=str(cache_dir) if cache_dir else None,
                               skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
-                              max_errors=max_errors, resume=resume, shard=shard,
+                              max_errors=max_errors, resume=resume, retry_errors=retry_errors, shard=shard,
                               max_cost=max_cost, workers=workers)
         return run_async(evaluate(program_spec, options, spec_path=str(spec), state=state,
                                   on_progress=on_progress, write_report=write_report))
@@ -282,6 +316,7 @@ def optimize_command(
 
     from rewardctl.console import DataChannel, progress_bar, stderr_console
     from rewardctl.optimize import optimize
+    from rewardctl.outdir import claim_out_dir
     from rewardctl.report import render, render_json, write_optimize_outputs
     from rewardctl.spec import load_spec
 
@@ -293,7 +328,7 @@ def optimize_command(
                                   reference=str(reference) if reference else None,
                                   use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
         write = None if out is None else (lambda report: write_optimize_outputs(out, report))
-        with DataChannel() as channel:
+        with claim_out_dir(out), DataChannel() as channel:
             program_spec = load_spec(spec)
             with progress_bar(console, quiet) as on_progress:
                 report = run_async(optimize(program_spec, options, spec_path=str(spec),
@@ -330,13 +365,14 @@ def inspect_rewards_command(
 
     from rewardctl.console import DataChannel, stderr_console
     from rewardctl.inspection import inspect_rewards, write_normalized_spec
+    from rewardctl.outdir import claim_out_dir
     from rewardctl.report import print_inspection, render_json, write_inspect_outputs
     from rewardctl.spec import load_spec
 
     def body() -> None:
         options = InspectOptions(data=data, predictions=predictions, generate=generate, pairs=pairs,
                                  limit=limit, seed=seed, concurrency=concurrency, use_cache=not no_cache)
-        with DataChannel() as channel:
+        with claim_out_dir(out), DataChannel() as channel:
             program_spec = load_spec(spec)
             inspection = run_async(inspect_rewards(program_spec, options, spec_path=str(spec)))
             report = inspection.report
@@ -363,8 +399,10 @@ def export_command(
     """Write a spec that holds the learned state (demos, instructions) of a checkpoint."""
     from rewardctl.console import stderr_console
     from rewardctl.export import export_spec
+    from rewardctl.outdir import check_out_file
 
     def body() -> None:
+        check_out_file(out)
         n = export_spec(spec, checkpoint, out)
         stderr_console().print(f"wrote {out} ({n} examples)", highlight=False, soft_wrap=True)
 
@@ -389,6 +427,7 @@ def train_reward_command(
 ) -> None:
     """Train a small reward model from preference pairs (Bradley-Terry loss)."""
     from rewardctl.console import DataChannel, progress_bar, stderr_console
+    from rewardctl.outdir import claim_out_dir
     from rewardctl.rm.train import train_reward_model
 
     def body() -> None:
@@ -396,7 +435,7 @@ def train_reward_command(
         options = TrainOptions(pairs=pairs, out=str(out), val_split=val_split, epochs=epochs, seed=seed,
                                base_model=str(base_model) if base_model else None, centering=centering,
                                learning_rate=learning_rate, batch_size=batch_size, split_by=split_by)
-        with DataChannel() as channel:
+        with claim_out_dir(out), DataChannel() as channel:
             with progress_bar(console, quiet) as on_progress:
                 result = train_reward_model(options, on_progress)
             if not quiet:

@@ -28,6 +28,7 @@ class Row:
     inputs: dict[str, Any]
     y_true: dict[str, Any] | None
     meta: dict[str, Any]
+    path: str | None = None  # the file it was read from ('<stdin>' for stdin)
 
 
 @dataclass
@@ -146,7 +147,7 @@ def read_rows(path: str, inputs: DataModel, outputs: DataModel, *, skip_invalid:
         return
     for line_no, obj in iter_json_objects(path, skip_invalid=skip_invalid, stats=stats):
         try:
-            row_inputs = check_fields(obj, inputs, lax=False)
+            row_inputs = _checked(obj, inputs, "input")
             present = {name: spec for name, spec in outputs.items() if name in obj}
             for name, reader in required.items():
                 if name not in obj:
@@ -155,20 +156,29 @@ def read_rows(path: str, inputs: DataModel, outputs: DataModel, *, skip_invalid:
             if not present:
                 raise ValueProblem("", "no ground-truth output field (expected "
                                        f"{', '.join(outputs)})")
-            y_true = check_fields(obj, present, lax=False)
+            y_true = _checked(obj, present, "output")
         except ValueProblem as problem:
             message = problem.message
-            if message == "missing":
-                message = "missing input field"
             if not skip_invalid:
                 raise InputError(message, path=label, line=line_no, field=problem.path or None) from None
             stats.skip(f"{label}:{line_no}: {problem.path + ': ' if problem.path else ''}{message}")
             continue
         meta = {k: v for k, v in obj.items() if k not in inputs and k not in outputs}
-        yield Row(stats.rows, line_no, row_inputs, y_true, meta)
+        yield Row(stats.rows, line_no, row_inputs, y_true, meta, label)
         stats.rows += 1
         if limit is not None and stats.rows >= limit:
             return
+
+
+def _checked(obj: dict[str, Any], fields: DataModel, kind: str) -> dict[str, Any]:
+    """``check_fields`` on a row's input or output fields; a missing field, at any depth (an
+    object's property too), is called a missing ``kind`` field."""
+    try:
+        return check_fields(obj, fields, lax=False)
+    except ValueProblem as problem:
+        if problem.message == "missing":
+            raise ValueProblem(problem.path, f"missing {kind} field") from None
+        raise
 
 
 def count_lines(path: str, limit: int | None = None) -> int | None:

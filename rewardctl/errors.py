@@ -6,6 +6,8 @@ The exit code is a contract (see README, "Exit codes"):
 
 from __future__ import annotations
 
+import warnings
+
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
 EXIT_USAGE = 2
@@ -57,3 +59,12 @@ def one_line(text: str, limit: int = 300) -> str:
     """Collapse a message to one line (error messages from libraries can span many)."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+class RewardctlWarning(UserWarning):
+    """Something the user should know while a run goes on (a model route that will not parse, a
+    cache set aside). The command line prints each one once on stderr, as one line."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, RewardctlWarning, stacklevel=2)

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
-from rewardctl.errors import InputError, RunError
-from rewardctl.io import JsonlWriter
+from rewardctl.errors import InputError, RunError, warn
+from rewardctl.io import JsonlWriter, atomic_write_bytes
 from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
-from rewardctl.lm.workers import WorkerPool
+from rewardctl.lm.workers import WorkerDied, WorkerPool
 from rewardctl.options import EvalOptions
-from rewardctl.partial import load_partial
+from rewardctl.partial import add_usage, compact_partial, load_partial, read_usage
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
 from rewardctl.progress import Progress, ProgressCallback
@@ -43,6 +43,8 @@ SCORE_BATCH = 64
 FLUSH_SECONDS = 0.25
 AUTO_WORKER_ROWS = 1000  # below this, starting workers (each imports litellm) costs more than it saves
 INTERRUPTED = "not run: interrupted"
+OUTAGE_ROWS = 3  # rows in a row that could not reach the server: an outage, and the run stops
+USAGE_FILE = "usage.partial.json"  # an unfinished run's usage so far, for --resume to add to
 
 ReportWriter = Callable[[EvalReport], None]
 
@@ -71,6 +73,8 @@ def to_record(row: Row, pred: Prediction, scores: RowScores, sample: int | None,
         optional["raw"] = pred.raw
     if row.meta:
         optional["meta"] = row.meta
+    if pred.error_kind is not None:
+        optional["error_kind"] = pred.error_kind
     # Built from values this process made and typed, so not validated again (a hot path).
     return PredictionRecord.model_construct(
         index=row.index, line=row.line, inputs=row.inputs, y_true=row.y_true, y_pred=pred.y_pred,
@@ -88,7 +92,7 @@ def from_record(record: PredictionRecord) -> Prediction:
     return Prediction(record.y_pred if ok else None, error=None if ok else record.error,
                       latency_s=record.latency_s or 0.0, prompt_tokens=tokens.prompt,
                       completion_tokens=tokens.completion, calls=record.calls, cached=record.cached,
-                      cost_usd=record.cost_usd or 0.0)
+                      cost_usd=record.cost_usd or 0.0, error_kind=None if ok else record.error_kind)
 
 
 def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str]) -> int | None:
@@ -153,12 +157,17 @@ class EvalRun:
         self.read_stats = ReadStats()
         self.stats = RunStats(scorer)
         self.warnings: list[str] = []
+        route = spec.model.route_warning()
+        if route is not None:
+            self.warnings.append(route)
+            warn(route)
         if self.repeat > 1 and spec.model.temperature == 0:
             self.warnings.append("--repeat with temperature 0: greedy samples of a row are identical")
         self.out_dir = Path(options.out_dir) if options.out_dir else None
         self.budget = options.budget
         self.done = self._load_done()
-        self.writer = JsonlWriter(self.out_dir / "predictions.jsonl", append=options.resume) if self.out_dir else None
+        self.writer = JsonlWriter(self.out_dir / "predictions.jsonl",
+                                                append=options.resume or options.retry_errors) if self.out_dir else None
         concurrency = max(1, options.concurrency)
         self.window = asyncio.Semaphore(concurrency * 4)  # rows read but not yet written
         self.in_flight = asyncio.Semaphore(concurrency)
@@ -169,12 +178,24 @@ class EvalRun:
         self.stopped: list[str] = []  # why the run stopped calling the model (a fatal error, a budget)
         self.failures = 0  # rows whose prediction failed (not counting rows not run)
         self.predicted = 0  # predictions that called the model
+        self.unreachable = 0  # rows in a row whose server could not be reached
+        self.redone = 0  # failed rows of the earlier run asked again (--resume, --retry-errors)
         self.runner: asyncio.Task | None = None
+        self.usage_before = self._usage_before()
 
     def _load_done(self) -> list[PredictionRecord]:
-        if not self.options.resume or self.out_dir is None:
+        if not (self.options.resume or self.options.retry_errors) or self.out_dir is None:
             return []
-        return load_partial(self.out_dir, self.repeat)
+        return load_partial(self.out_dir, self.repeat, reopen=self.options.retry_errors)
+
+    def _usage_before(self) -> Usage | None:
+        """What the earlier run spent (--resume, --retry-errors), so that usage covers the whole."""
+        if not self.done or self.out_dir is None:
+            return None
+        return read_usage(self.out_dir / USAGE_FILE) or read_usage(self.out_dir / "report.json", key="usage")
+
+    def _redo(self, record: PredictionRecord) -> bool:
+        return not record.ok and (self.options.retry_errors or record.redo_on_resume)
 
     async def check_cost_budget(self) -> None:
         if self.options.max_cost is None:
@@ -192,20 +213,20 @@ class EvalRun:
             self.stopped.append(f"cost budget spent (${self.client.cost_usd:.4g} of --max-cost ${max_cost:g})")
         return bool(self.stopped)
 
-    async def _predict(self, row: Row, sample: int) -> Prediction:
+    async def _predict(self, row: Row, sample: int, refresh: bool = False) -> Prediction:
         async with self.in_flight:
             if self.runner is not None and self.runner.cancelling():
                 # Interrupted: the run is shutting down; a row that starts now would be asked
                 # again by --resume.
                 return Prediction(None, error=INTERRUPTED)
             if self.stopped or self._over_cost():
-                return Prediction(None, error=f"not run: {self.stopped[0]}")
+                return Prediction(None, error=f"not run: {self.stopped[0]}", error_kind="not_run")
             overrides = None
             if self.repeat > 1:  # distinct, reproducible seeds per sample
                 base = self.spec.model.seed if self.spec.model.seed is not None else 0
                 overrides = {"seed": base + sample}
             pred = await self.program.predict(row.inputs, self.client, use_cache=self.options.use_cache,
-                                              overrides=overrides, sample=sample)
+                                              overrides=overrides, sample=sample, refresh=refresh)
             self._count(pred)
             return pred
 
@@ -214,6 +235,9 @@ class EvalRun:
         further call starts once one is spent."""
         if pred.fatal and not self.stopped:
             self.stopped.append(pred.error or "provider error")
+        self.unreachable = self.unreachable + 1 if pred.error_kind == "connection" else 0
+        if self.unreachable >= OUTAGE_ROWS and not self.stopped:
+            self.stopped.append(f"{pred.error}; {OUTAGE_ROWS} rows in a row could not reach the server")
         self.predicted += 1
         self._over_cost()
         if not pred.ok:
@@ -232,6 +256,10 @@ class EvalRun:
             if record.index != row.index or record.inputs != row.inputs:
                 raise InputError("the interrupted run's predictions do not match this dataset "
                                  f"(row {row.index})", path=str(self.writer.partial) if self.writer else None)
+            if self._redo(record):  # its new line is appended; compact_partial keeps the last
+                self.redone += 1
+                self.pending.append((row, sample, asyncio.create_task(self._predict(row, sample, True)), False))
+                return
             self.pending.append((row, sample, asyncio.create_task(self._restored(record)), True))
         else:
             self.pending.append((row, sample, asyncio.create_task(self._predict(row, sample)), False))
@@ -266,7 +294,8 @@ class EvalRun:
             return
         scores = await self.scorer.score([r.y_true or {} for r, _, _, _ in batch],
                                          [p.y_pred if p.ok else None for _, _, p, _ in batch],
-                                         [r.inputs for r, _, _, _ in batch])
+                                         [r.inputs for r, _, _, _ in batch],
+                                         where=[(r.path, r.line) for r, _, _, _ in batch])
         for (row, sample, pred, was_done), row_scores in zip(batch, scores, strict=True):
             record = self._record(row, sample, pred, row_scores)
             if self.writer is not None and not was_done:
@@ -275,6 +304,7 @@ class EvalRun:
             self.window.release()
         if self.writer is not None:
             self.writer.flush()
+            atomic_write_bytes(self.out_dir / USAGE_FILE, self._usage(final=False).model_dump_json().encode())
         if self.on_progress is not None:
             self.on_progress(Progress("eval", self.stats.rows, self.total, self.stats.total.running_mean))
         batch.clear()
@@ -307,22 +337,27 @@ class EvalRun:
             await asyncio.gather(producer, self._consume())
         except BaseException as exc:
             producer.cancel()
-            self._abort(isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)))
+            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+                self._abort("interrupted")
+            elif isinstance(exc, WorkerDied):
+                self._abort(str(exc))
+            self._abort(None)
             raise
 
-    def _abort(self, interrupted: bool) -> None:
-        """Stop: keep what is finished (on interruption) and say how to continue."""
-        if self.writer is not None and interrupted:
+    def _abort(self, why: str | None) -> None:
+        """Stop: keep what is finished (on an interruption, or a worker process that died) and
+        say how to continue."""
+        if self.writer is not None and why is not None:
             self._keep_finished()
         for _, _, task, _ in self.pending:
             task.cancel()
         if self.writer is not None:
             self.writer.close()
-        if interrupted:
+        if why is not None:
             writer = self.writer
             kept = (f"; {writer.lines} finished rows are in {writer.partial}: continue with the same "
                     "command and --resume") if writer is not None else ""
-            raise RunError(f"interrupted after {writer.lines if writer is not None else self.stats.rows} rows{kept}") from None
+            raise RunError(f"{why} after {writer.lines if writer is not None else self.stats.rows} rows{kept}") from None
 
     def _keep_finished(self) -> None:
         """On interruption, write the predictions already made but not yet scored (in row order,
@@ -349,10 +384,14 @@ class EvalRun:
         if self.stopped:
             self.warnings.append(f"stopped calling the model: {self.stopped[0]}; the rows after it are "
                                  "recorded as not run")
-        if self.done:
-            self.warnings.append(f"resumed: {len(self.done)} finished rows were kept from the interrupted run")
+        if len(self.done) > self.redone:
+            self.warnings.append(f"resumed: {len(self.done) - self.redone} finished rows were kept from the earlier run")
+        if self.redone:
+            self.warnings.append(f"asked {self.redone} failed rows of the earlier run again")
         outputs: dict[str, str] = {}
         if self.writer is not None:
+            if self.redone:
+                compact_partial(self.writer.partial)
             self.writer.commit()
             outputs = {"predictions": str(self.writer.path)}
         report = build_report(kind="eval", spec=self.spec, spec_path=spec_path, data_path=self.options.data,
@@ -363,6 +402,8 @@ class EvalRun:
             report.data.shard = f"{self.options.shard[0]}/{self.options.shard[1]}"
         if write_report is not None:
             write_report(report)
+        if self.out_dir is not None:
+            (self.out_dir / USAGE_FILE).unlink(missing_ok=True)  # report.json holds it now
         if self.stopped:
             where = " (every row is in predictions.jsonl)" if self.out_dir is not None else ""
             raise RunError(f"stopped: {self.stopped[0]}{where}")
@@ -371,12 +412,15 @@ class EvalRun:
             raise RunError(f"every row failed ({self.stats.rows}); first error: {first}")
         return report
 
-    def _usage(self) -> Usage:
+    def _usage(self, final: bool = True) -> Usage:
+        """Usage of the whole run: this process's requests plus the earlier run's (--resume)."""
         client = self.client
         cost = client.run_cost()
-        if cost is None:
+        if cost is None and final and not self.spec.model.is_served:
             self.warnings.append(f"no price for {self.spec.model.name} in litellm's price map: the cost is "
                                  "unknown (set model.input_cost_per_token and model.output_cost_per_token)")
-        return Usage(requests=client.requests, cached_rows=self.stats.cached_rows,
-                     prompt_tokens=client.prompt_tokens, completion_tokens=client.completion_tokens,
-                     retries=client.retried, faults=client.faults, resumed_rows=len(self.done), cost_usd=cost)
+        usage = Usage(requests=client.requests, failed_requests=client.failed_requests,
+                      cached_rows=self.stats.cached_rows, prompt_tokens=client.prompt_tokens,
+                      completion_tokens=client.completion_tokens, retries=client.retried,
+                      faults=dict(client.faults), resumed_rows=len(self.done) - self.redone, cost_usd=cost)
+        return add_usage(usage, self.usage_before)

@@ -1,20 +1,21 @@
 """File output: atomic writes, and JSONL streams that are only published when complete.
 
 A crash (even kill -9) leaves every output either in its old or its new state: content goes to
-a temporary file in the same folder, is fsynced, then renamed over the target.
+a temporary file in the same folder, is fsynced, then renamed over the target. A write that
+fails (a full disk, a folder made read-only meanwhile) is a one-line RunError naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from rewardctl.errors import InputError
+from rewardctl.errors import InputError, RunError
 
 
 def open_input(path: str | Path, kind: str) -> IO[bytes]:
@@ -29,6 +30,10 @@ def open_input(path: str | Path, kind: str) -> IO[bytes]:
         raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
 
 
+def write_failed(path: str | Path, exc: OSError) -> RunError:
+    return RunError(f"{path}: cannot write: {exc.strerror or exc}")
+
+
 def dumps_line(obj: Any) -> bytes:
     """One compact JSON line. orjson (5x faster than the stdlib), which refuses rather than
     rounds what it cannot write exactly (integers beyond 64 bits): those lines go through the
@@ -40,20 +45,38 @@ def dumps_line(obj: Any) -> bytes:
         return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
+def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
+    """A new file next to ``name``, created like any other file (mode 0o666 less the umask, as
+    predictions.jsonl is), unlike tempfile.mkstemp's owner-only 0o600."""
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary name in {folder}")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsynced, then
-    renamed over ``path``; the temporary file is removed if anything fails."""
+    renamed over ``path``; the temporary file is removed if anything fails. The file gets the
+    permissions of a normally created one (the umask applies)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temporary(path.parent, path.name)
+    except OSError as exc:
+        raise write_failed(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc) from None
         raise
 
 
@@ -71,13 +94,16 @@ class JsonlWriter:
 
     def __init__(self, path: str | Path, append: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.lines = 0
-        if append and self.partial.exists():
-            with open(self.partial, "rb") as existing:
-                self.lines = sum(1 for _ in existing)
-        self._handle: IO[bytes] | None = open(self.partial, "ab" if append else "wb")  # noqa: SIM115 (lives across calls; closed by commit/close)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if append and self.partial.exists():
+                with open(self.partial, "rb") as existing:
+                    self.lines = sum(1 for _ in existing)
+            self._handle: IO[bytes] | None = open(self.partial, "ab" if append else "wb")  # noqa: SIM115 (lives across calls; closed by commit/close)
+        except OSError as exc:
+            raise write_failed(self.partial, exc) from None
 
     def write(self, obj: Any) -> None:
         self.write_line(dumps_line(obj))
@@ -85,25 +111,36 @@ class JsonlWriter:
     def write_line(self, line: bytes) -> None:
         """One line, already encoded and ending in a newline."""
         assert self._handle is not None
-        self._handle.write(line)
+        try:
+            self._handle.write(line)
+        except OSError as exc:
+            raise write_failed(self.partial, exc) from None
         self.lines += 1
 
     def flush(self) -> None:
         if self._handle is not None:
-            self._handle.flush()
+            try:
+                self._handle.flush()
+            except OSError as exc:
+                raise write_failed(self.partial, exc) from None
 
     def commit(self) -> None:
         if self._handle is None:
             return
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        self._handle = None
-        os.replace(self.partial, self.path)
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+            os.replace(self.partial, self.path)
+        except OSError as exc:
+            raise write_failed(self.path, exc) from None
 
     def close(self) -> None:
         """Close without publishing (the .partial file stays for inspection or resume)."""
         if self._handle is not None:
-            self._handle.flush()
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            try:
+                handle.close()  # flushes first
+            except OSError as exc:
+                raise write_failed(self.partial, exc) from None

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from rewardctl.dataset import ReadStats, iter_json_objects
 from rewardctl.errors import InputError
 from rewardctl.io import JsonlWriter
-from rewardctl.records.eval import EvalReport, MetricStats, SeriesStats, Usage
+from rewardctl.records.eval import EvalReport, ModelUsage, Usage
 from rewardctl.records.prediction import PredictionRecord
 from rewardctl.results import build_report
-from rewardctl.scoring import RunStats, Scorer
+from rewardctl.scoring import RunStats
 from rewardctl.shards import parse_shard
 from rewardctl.spec import ProgramSpec, build_scorer
 
@@ -72,6 +72,7 @@ def _sum_usage(usages: list[Usage | None]) -> Usage | None:
         retries=sum(u.retries for u in present), faults=faults,
         resumed_rows=sum(u.resumed_rows for u in present),
         cost_usd=None if any(c is None for c in costs) else round(sum(costs), 10),
+        judge=ModelUsage.total(u.judge for u in present),
     )
 
 
@@ -105,17 +106,6 @@ def _check_shards(spec: ProgramSpec, folders: list[Path], reports: list[EvalRepo
         raise InputError(f"missing shards: {listed} (every shard's folder is needed)")
 
 
-def _count_unscored(scorer: Scorer, reports: list[EvalReport]) -> None:
-    """Rows a judge could not grade were counted by each shard."""
-    objects = scorer.score_objects()
-    for report in reports:
-        groups: list[dict[str, MetricStats]] = [dict(report.stats.rewards), report.stats.metrics]
-        for group in groups:
-            for name, stats in group.items():
-                if name in objects and isinstance(stats, SeriesStats) and stats.unscored:
-                    objects[name].unscored += stats.unscored
-
-
 def _merge_rows(folders: list[Path], out: Path, stats: RunStats) -> None:
     """The shards' predictions in index order, into one predictions.jsonl (streamed)."""
     writer = JsonlWriter(out / "predictions.jsonl")
@@ -139,7 +129,6 @@ async def merge_shards(spec: ProgramSpec, shard_dirs: list[str], out_dir: str, *
     reports = [_load_report(f) for f in folders]
     _check_shards(spec, folders, reports)
     scorer = build_scorer(spec, spec_path=spec_path, use_cache=False)
-    _count_unscored(scorer, reports)
     stats = RunStats(scorer)
     out = Path(out_dir)
     _merge_rows(folders, out, stats)

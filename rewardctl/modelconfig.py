@@ -9,6 +9,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 LOCAL_DEFAULT_MODEL = "local/gemma-3-270m"
+COMPLETION_ROUTE = "text-completion-openai"  # litellm's route to an OpenAI-compatible /completions
+# Providers whose self-hosted servers also answer /completions (llama.cpp's server, vLLM, TGI).
+COMPLETION_CAPABLE = ("openai", "hosted_vllm", COMPLETION_ROUTE)
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.IGNORECASE)
 
 
@@ -42,7 +45,9 @@ class ModelConfig(BaseModel):
     top_k: int | None = Field(None, ge=0, description="Top-k sampling (0: off), where the provider supports it.")
     seed: int | None = Field(None, description="Sampling seed, where the provider supports it (0 is a seed).")
     stop: list[str] | None = Field(None, description="Extra stop sequences.")
-    timeout: float = Field(120.0, gt=0, description="Seconds before one request is abandoned.")
+    timeout: float = Field(120.0, gt=0, description="Seconds before one request is abandoned: a deadline "
+                           "for the whole request, a reply that trickles in included (plus 10% and a "
+                           "second of slack for the client's own work).")
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server.")
     api_key_env: str | None = Field(
         None,
@@ -132,6 +137,34 @@ class ModelConfig(BaseModel):
     @property
     def is_local(self) -> bool:
         return self.name.startswith("local/")
+
+    @property
+    def is_served(self) -> bool:
+        """A self-hosted server (vLLM, TGI, llama.cpp's server...): an api_base or deployments."""
+        return bool(self.api_base or self.deployments)
+
+    def call_name(self, name: str | None = None) -> str:
+        """The litellm model string to call for ``name`` (default: this model). The `fields`
+        format is a completion prompt: on a served OpenAI-compatible model (``openai/``,
+        ``hosted_vllm/``) it goes to the completions endpoint, as ``text-completion-openai/``;
+        through the chat endpoint a chat template would wrap it."""
+        name = name or self.resolved_name
+        if self.resolved_format == "fields" and self.is_served:
+            provider, _, model = name.partition("/")
+            if provider in COMPLETION_CAPABLE and model:
+                return f"{COMPLETION_ROUTE}/{model}"
+        return name
+
+    def route_warning(self) -> str | None:
+        """Why this model will likely answer nothing usable, with the fix; None when it is fine."""
+        if self.is_local or self.resolved_format != "fields":
+            return None
+        if self.call_name().startswith(COMPLETION_ROUTE + "/"):
+            return None
+        return (f"prompt_format fields sends {self.name} a completion prompt through a chat endpoint, "
+                "where a chat template wraps it and replies rarely parse: use prompt_format json for a "
+                "chat model, or serve a base model and name it openai/<model> with api_base (its "
+                "completions endpoint is then used)")
 
     @property
     def resolved_format(self) -> Literal["fields", "json"]:

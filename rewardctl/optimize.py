@@ -107,6 +107,19 @@ def resolve_config(spec: ProgramSpec, options: OptimizeOptions) -> OptimizerConf
     return config.model_copy(update=updates) if updates else config
 
 
+def check_model(spec: ProgramSpec, options: OptimizeOptions, config: OptimizerConfig) -> None:
+    """Refuse an optimizer that cannot run the spec's model before any data is read or model
+    called, naming where it was chosen (--optimizer, or the spec's optimizer)."""
+    problem = OPTIMIZERS[config.type].model_problem(spec.model)
+    if problem is None:
+        return
+    others = [name for name in OPTIMIZERS.names() if OPTIMIZERS[name].model_problem(spec.model) is None]
+    message = f"the {config.type} optimizer {problem}" + (f" (use {' or '.join(others)})" if others else "")
+    if options.optimizer is not None:
+        raise InputError(message, field="--optimizer")
+    raise spec.error_at(("optimizer", "type"), message)
+
+
 def _load_rows(path: str, spec: ProgramSpec, required: dict[str, str], what: str) -> list[Row]:
     rows = list(read_rows(path, spec.inputs, spec.outputs, required_outputs=required))
     if not rows:
@@ -182,6 +195,7 @@ async def optimize(spec: ProgramSpec, options: OptimizeOptions, *, spec_path: st
     final report."""
     started = time.perf_counter()
     config = resolve_config(spec, options)
+    check_model(spec, options, config)
     scorer = build_scorer(spec, spec_path=spec_path, use_cache=options.use_cache, cache_dir=options.cache_dir)
     scorer.check_ready()
     splits = load_splits(spec, options, config.seed, scorer.required_outputs(spec.outputs))

@@ -56,7 +56,8 @@ class EvalOptions:
     fail_under: float | None = None
     repeat: int = 1  # samples per row (pass@k); each is a separate prediction line
     max_errors: str | None = None  # "N" failed rows, or "P%" of the rows; past it the run stops
-    resume: bool = False  # finish an interrupted run in out_dir
+    resume: bool = False  # finish an interrupted run in out_dir (its transient failures asked again)
+    retry_errors: bool = False  # ask a finished (or interrupted) run's failed rows again
     shard: Shard | str | None = None  # (K, N) or "K/N": evaluate the K-th of N round-robin shards
     max_cost: float | None = None  # USD; once spent, no further call starts
     workers: int | None = None  # LM worker processes for remote models; None: auto (evaluate.lm_workers)
@@ -70,6 +71,8 @@ class EvalOptions:
             raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
         if self.resume and self.out_dir is None:
             raise InputError("--resume needs --out DIR (the interrupted run's folder)")
+        if self.retry_errors and self.out_dir is None:
+            raise InputError("--retry-errors needs --out DIR (the earlier run's folder)")
 
 
 @dataclass

@@ -46,23 +46,27 @@ class Prediction:
     latency_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    calls: int = 0  # model calls made (a field-by-field attempt makes one per field)
-    cached: bool = False
+    calls: int = 0  # requests that reached the provider (cache hits are not calls)
+    cached: bool = False  # every reply came from the response cache
     raw: str | None = None  # the last reply, kept when it could not be parsed
     fatal: bool = False
     cost_usd: float = 0.0
+    error_kind: str | None = None  # why it failed: a fault kind ("connection"...), "unparseable", "fatal"
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    replies: int = 0  # replies received, from the cache or the provider
+
     def add(self, completion: Completion) -> None:
-        self.calls += 1
+        self.replies += 1
+        self.calls += completion.requests
         self.latency_s += completion.latency_s
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.cost_usd += completion.cost_usd
-        self.cached = completion.cached if self.calls == 1 else (self.cached and completion.cached)
+        self.cached = completion.cached if self.replies == 1 else (self.cached and completion.cached)
 
 
 @dataclass
@@ -146,12 +150,18 @@ class Program:
         return text
 
     async def predict(self, inputs: dict[str, Any], client: LMClient, *, use_cache: bool = True,
-                      overrides: dict[str, Any] | None = None, sample: int = 0) -> Prediction:
+                      overrides: dict[str, Any] | None = None, sample: int = 0,
+                      refresh: bool = False) -> Prediction:
+        """``refresh``: ask the provider again rather than replay cached replies (a row redone
+        after a failure); the new replies replace the cached ones."""
         request = self.request(inputs)
         prediction = Prediction(None)
         started = time.perf_counter()
-        call = {"use_cache": use_cache, "overrides": overrides, "sample": sample}
-        for mode in self.attempt_plan():
+        call: dict[str, Any] = {"use_cache": use_cache, "overrides": overrides, "sample": sample,
+                                "refresh": refresh}
+        for attempt, mode in enumerate(self.attempt_plan()):
+            # A retry is a new request: never the cached reply that just failed to parse.
+            call["attempt"] = attempt
             finish_reason = "stop"
             try:
                 if mode == "stepwise":
@@ -161,28 +171,40 @@ class Program:
                     prediction.add(completion)
                     text, finish_reason = completion.text, completion.finish_reason
             except ProviderError as exc:
+                prediction.calls += exc.requests
                 prediction.error = str(exc)
                 prediction.fatal = exc.fatal
+                prediction.error_kind = "fatal" if exc.fatal else (exc.kind or "provider")
                 break
             try:
                 prediction.y_pred = self.format.parse(text)
-                prediction.error = None
-                prediction.raw = None
+                prediction.error = prediction.error_kind = prediction.raw = None
                 break
             except ParseError as exc:
                 prediction.error = f"unparseable reply: {exc}"
+                prediction.error_kind = "unparseable"
                 if finish_reason == "length":
                     prediction.error += " (the reply hit max_tokens)"
-                prediction.raw = text
+                prediction.raw = clip(text, RAW_KEPT)
                 if not request.completion:
                     request = Request(request.messages + [
-                        {"role": "assistant", "content": text},
+                        {"role": "assistant", "content": clip(text, RAW_SHOWN)},
                         {"role": "user", "content": f"That reply could not be used ({exc}). Reply "
                                                     "again with only the JSON object."},
                     ])
         if not prediction.cached:
             prediction.latency_s = time.perf_counter() - started
         return prediction
+
+
+RAW_KEPT = 4000  # characters of an unparseable reply kept in its prediction line
+RAW_SHOWN = 2000  # ...and shown back to a chat model when asking again
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (a server that ignores
+    max_tokens can send megabytes)."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
 def _schema_name(name: str) -> str:

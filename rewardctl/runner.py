@@ -41,7 +41,8 @@ class Runner:
             if pred.fatal:
                 raise RunError(f"stopped: {pred.error}")
         scores = await self.scorer.score([r.y_true or {} for r in rows],
-                                         [p.y_pred if p.ok else None for p in preds], [r.inputs for r in rows])
+                                         [p.y_pred if p.ok else None for p in preds], [r.inputs for r in rows],
+                                         where=[(r.path, r.line) for r in rows])
         return list(zip(preds, scores, strict=True))
 
     async def mean(self, state: ProgramState, rows: list[Row]) -> float:
@@ -70,7 +71,8 @@ class Runner:
                     y_preds.append(program.format.parse(sample.text))
                 except ParseError:
                     y_preds.append(None)
-            scores = await self.scorer.score([row.y_true or {}] * n, y_preds, [row.inputs] * n)
+            scores = await self.scorer.score([row.y_true or {}] * n, y_preds, [row.inputs] * n,
+                                             where=[(row.path, row.line)] * n)
             for sample, score in zip(samples, scores, strict=True):
                 sample.reward = score.reward
             out.extend(samples)

@@ -154,6 +154,7 @@ async def score_predictions(spec: ProgramSpec, options: ScoreOptions, *, spec_pa
 
     read_stats = ReadStats()
     stats = RunStats(scorer)
+    label = "<stdin>" if options.predictions == "-" else options.predictions
     out_dir = Path(options.out_dir) if options.out_dir else None
     writer = JsonlWriter(out_dir / "predictions.jsonl") if out_dir else None
     try:
@@ -161,10 +162,11 @@ async def score_predictions(spec: ProgramSpec, options: ScoreOptions, *, spec_pa
                                 skip_invalid=options.skip_invalid, limit=options.limit, stats=read_stats)
         for batch in _batches(rows):
             scores = await scorer.score([r.y_true for r in batch], [r.y_pred for r in batch],
-                                        [r.inputs for r in batch])
+                                        [r.inputs for r in batch], where=[(label, r.line) for r in batch])
             for row, row_scores in zip(batch, scores, strict=True):
                 record = row.record
-                record.set_scores(row_scores.rewards, row_scores.metrics, row_scores.reward, row_scores.components)
+                record.set_scores(row_scores.rewards, row_scores.metrics, row_scores.reward, row_scores.components,
+                                  row_scores.ungraded)
                 if writer is not None:
                     writer.write_line(record.to_line())
                 stats.add(record, index=row.index, line=row.line, calls=False)

@@ -14,8 +14,13 @@ from typing import Any
 from rewardctl.errors import InputError
 from rewardctl.metrics import METRICS, MetricConfig, RunMetric
 from rewardctl.metrics.stats import describe
+from rewardctl.records.eval import ModelUsage
 from rewardctl.records.prediction import PredictionRecord
 from rewardctl.rewards import REWARDS, Reward, RewardConfig, RewardContext
+from rewardctl.rewards.python_fn import RowError
+
+# Where a row came from: (file, 1-based line), either unknown.
+RowSource = tuple[str | None, int | None]
 
 
 @dataclass
@@ -24,6 +29,8 @@ class RowScores:
     metrics: dict[str, float | None]  # per-example metrics only; run-level ones have no row value
     reward: float | None  # the weighted mean of the rewards that have a value
     components: dict[str, float | None] = field(default_factory=dict)  # "ensemble.member" -> value
+    # Scores (or "reward.part" components) that could not grade the row -> why; their value is None.
+    ungraded: dict[str, str] = field(default_factory=dict)
 
 
 def weighted_total(values: Sequence[float | None], weights: Sequence[float]) -> float | None:
@@ -87,27 +94,45 @@ class Scorer:
         return {s.name: s for s in [*self.rewards, *self.metrics]}
 
     async def score(self, y_trues: Sequence[dict[str, Any]], y_preds: Sequence[dict[str, Any] | None],
-                    inputs: Sequence[dict[str, Any] | None] | None = None) -> list[RowScores]:
+                    inputs: Sequence[dict[str, Any] | None] | None = None, *,
+                    where: Sequence[RowSource] | None = None) -> list[RowScores]:
+        """Score a batch of rows. ``where`` (each row's file and line) names the row a
+        reward failed on: ``data.jsonl:7: reward 'x' raised ValueError: ...``."""
         components: list[dict[str, float | None]] = [{} for _ in y_trues]
+        ungraded: dict[int, dict[str, str]] = {}  # row -> {score or "reward.part": why}
 
         async def run(score: Reward) -> list[float | None]:
-            values = await score.score_batch(y_trues, y_preds, inputs)
+            try:
+                values = await score.score_batch(y_trues, y_preds, inputs)
+            except RowError as exc:
+                raise await _row_of(score, exc, y_trues, y_preds, inputs, where) from None
             for row_parts, parts in zip(components, score.last_components or [], strict=False):
                 for part, value in (parts or {}).items():
                     row_parts[f"{score.name}.{part}"] = value
+            for i, reason in score.last_ungraded.items():
+                ungraded.setdefault(i, {})[score.name] = reason
+            for i, part_reasons in score.last_part_ungraded.items():
+                for part, reason in part_reasons.items():
+                    ungraded.setdefault(i, {})[f"{score.name}.{part}"] = reason
             return values
 
         reward_values = [await run(r) for r in self.rewards]
         metric_values = [await run(m) for m in self.metrics]
         reward_names, metric_names, weights = self.reward_names, self.metric_names, self.weights
         rows = []
-        for values, metric_row, row_parts in zip(zip(*reward_values, strict=True),
-                                                 zip(*metric_values, strict=True) if metric_values else
-                                                 [()] * len(y_trues), components, strict=True):
+        for i, (values, metric_row, row_parts) in enumerate(zip(zip(*reward_values, strict=True),
+                                                                zip(*metric_values, strict=True) if metric_values
+                                                                else [()] * len(y_trues), components, strict=True)):
+            # An ungraded reward (None) is left out of the total like an excluded one.
             rows.append(RowScores(dict(zip(reward_names, values, strict=True)),
                                   dict(zip(metric_names, metric_row, strict=True)),
-                                  weighted_total(values, weights), row_parts))
+                                  weighted_total(values, weights), row_parts, ungraded.get(i, {})))
         return rows
+
+    def usage(self) -> ModelUsage | None:
+        """What the rewards' and metrics' own model calls cost so far (LM judges, parts of
+        composites and ensembles included); None when no score calls a model."""
+        return ModelUsage.total(score.usage() for score in self.all_scores())
 
     def walk(self) -> list[tuple[Reward, list[Reward]]]:
         """Every reward and per-example metric with its parents (the composites or ensembles it
@@ -127,17 +152,40 @@ class Scorer:
         return [score for score, _ in self.walk()]
 
 
+async def _row_of(score: Reward, error: RowError, y_trues: Sequence[Any], y_preds: Sequence[Any],
+                  inputs: Sequence[Any] | None, where: Sequence[RowSource] | None) -> InputError:
+    """``error`` (``score`` failed on one row of the batch) located at that row's file and line.
+    The row is the first that fails alone: scoring stops here, so re-running the reward on the
+    rows before it costs only the time to say where."""
+    if where is None or error.path is not None:
+        return error
+    for i, source in enumerate(where):
+        if len(where) > 1:
+            try:
+                await score.score_batch([y_trues[i]], [y_preds[i]], [inputs[i] if inputs is not None else None])
+                continue
+            except RowError as single:
+                error = single
+        path, line = source
+        return InputError(error.detail, path=path, line=line, field=error.field)
+    return error  # no row fails alone (a batched function that looks across rows)
+
+
 @dataclass
 class Series:
-    """Values of one score over a run (None: excluded), kept compactly for statistics."""
+    """Values of one score over a run (None: excluded, or ungraded), kept compactly for statistics."""
 
     values: array = field(default_factory=lambda: array("d"))
     excluded: int = 0
+    ungraded: int = 0  # rows with a prediction that the score could not grade
     running_sum: float = 0.0
 
-    def add(self, value: float | None) -> None:
+    def add(self, value: float | None, ungraded: bool = False) -> None:
         if value is None:
-            self.excluded += 1
+            if ungraded:
+                self.ungraded += 1
+            else:
+                self.excluded += 1
         else:
             self.values.append(value)
             self.running_sum += value
@@ -148,7 +196,9 @@ class Series:
         return self.running_sum / len(self.values) if self.values else None
 
     def describe(self, pass_threshold: float | None = 0.5, seed: int = 0) -> dict[str, Any]:
-        return describe(self.values, excluded=self.excluded, pass_threshold=pass_threshold, seed=seed)
+        out = describe(self.values, excluded=self.excluded, pass_threshold=pass_threshold, seed=seed)
+        out["ungraded"] = self.ungraded
+        return out
 
 
 @dataclass
@@ -165,6 +215,8 @@ class RunStats:
     metrics: dict[str, Series] = field(default_factory=dict)
     components: dict[str, Series] = field(default_factory=dict)
     error_rows: list[dict[str, Any]] = field(default_factory=list)
+    ungraded_rows: int = 0  # rows that some score could not grade
+    ungraded_reasons: dict[str, str] = field(default_factory=dict)  # score -> the first row's reason
 
     def __post_init__(self) -> None:
         self.rewards = {name: Series() for name in self.scorer.reward_names}
@@ -185,16 +237,21 @@ class RunStats:
                                         "error": record.error or "failed prediction"})
         if calls:
             self._add_calls(record)
-        self.total.add(record.reward)
+        ungraded = record.ungraded
+        if ungraded:
+            self.ungraded_rows += 1
+            for name, reason in ungraded.items():
+                self.ungraded_reasons.setdefault(name, reason)
+        self.total.add(record.reward, bool(ungraded))
         for name, value in record.rewards.items():
-            self.rewards[name].add(value)
+            self.rewards[name].add(value, name in ungraded)
         for name, value in record.metrics.items():
-            self.metrics[name].add(value)
+            self.metrics[name].add(value, name in ungraded)
         for name, value in record.components.items():
             series = self.components.get(name)
             if series is None:
                 series = self.components[name] = Series()
-            series.add(value)
+            series.add(value, name in ungraded)
         for metric in self.scorer.run_metrics:
             metric.update(record.y_true or {}, record.y_pred if ok else None, record.inputs, record)
 
@@ -222,11 +279,7 @@ class RunStats:
         objects = self.scorer.score_objects()
 
         def stats_of(name: str, series: Series) -> dict[str, Any]:
-            score = objects[name]
-            out = series.describe(score.config.pass_threshold)
-            if score.unscored:
-                out["unscored"] = score.unscored
-            return out
+            return series.describe(objects[name].config.pass_threshold)
 
         total = self.total.describe(pass_threshold=0.5)
         rewards = {n: stats_of(n, s) for n, s in self.rewards.items()}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -102,6 +104,14 @@ class ProgramSpec(BaseModel):
         check_field_names(value)
         return value
 
+    def error_at(self, loc: tuple[Any, ...], message: str) -> InputError:
+        """An InputError at ``loc`` (a path of keys) of the spec, naming its file and line when
+        the spec was read from a file."""
+        source = self._source
+        if source is None:
+            return InputError(message, field=_field_path(loc) or None)
+        return InputError(message, path=source.path, line=source.line_of(loc), field=_field_path(loc) or None)
+
     def locate(self, error: InputError, section: str, name: str) -> InputError:
         """``error`` (from building the score ``name``) located at that entry of the spec file."""
         source = self._source
@@ -140,15 +150,20 @@ def build_scorer(spec: ProgramSpec, *, spec_path: str | Path | None = None, use_
                  cache_dir: str | None = None) -> Scorer:
     """The spec's rewards and metrics, built; an entry that cannot be built is named by its file
     and line. Relative paths in entries resolve against the spec's folder."""
-    base_dir = Path(spec_path).resolve().parent if spec_path else Path.cwd()
-    context = RewardContext(base_dir=base_dir, cache_dir=cache_dir, use_cache=use_cache,
-                            default_model=spec.model, outputs_schema=json_schema(spec.outputs))
+    context = _reward_context(spec, spec_path, use_cache=use_cache, cache_dir=cache_dir)
     try:
         return Scorer(spec.reward_configs(), spec.metrics, context)
     except InputError as exc:
         if exc.entry is None:
             raise
         raise spec.locate(exc, *exc.entry) from None
+
+
+def _reward_context(spec: ProgramSpec, spec_path: str | Path | None, *, use_cache: bool,
+                    cache_dir: str | None) -> RewardContext:
+    base_dir = Path(spec_path).resolve().parent if spec_path else Path.cwd()
+    return RewardContext(base_dir=base_dir, cache_dir=cache_dir, use_cache=use_cache,
+                         default_model=spec.model, outputs_schema=json_schema(spec.outputs))
 
 
 def spec_json_schema() -> dict[str, Any]:
@@ -161,6 +176,12 @@ def spec_json_schema() -> dict[str, Any]:
 # --- loading ---------------------------------------------------------------------------------
 
 def load_spec(path: str | Path) -> ProgramSpec:
+    """The spec at ``path``, or an InputError naming the first problem's file, line and field
+    (and how many more there are: ``rewardctl validate`` lists them)."""
+    return spec_from_data(_read(path))
+
+
+def _read(path: str | Path) -> LocatedData:
     path_str = str(path)
     with open_input(path, "a spec file") as handle:
         raw = handle.read()
@@ -171,24 +192,135 @@ def load_spec(path: str | Path) -> ProgramSpec:
         raise InputError("not valid UTF-8 text", path=path_str, line=line) from None
     if "\x00" in text:
         raise InputError("binary data, not a YAML spec", path=path_str)
-    located = load_yaml(text, path_str)
-    return spec_from_data(located)
+    return load_yaml(text, path_str)
 
 
 def spec_from_data(located: LocatedData) -> ProgramSpec:
+    checked = _checked(located)
+    if checked.problems:
+        first, more = checked.problems[0], len(checked.problems) - 1
+        if more:
+            first = InputError(f"{first.detail} (and {more} more problem{'s' if more > 1 else ''}: "
+                               "rewardctl validate lists them)",
+                               path=first.path, line=first.line, field=first.field)
+        raise first
+    assert checked.spec is not None
+    return checked.spec
+
+
+def check_spec(path: str | Path) -> tuple[ProgramSpec | None, list[InputError]]:
+    """Every problem found in the spec at ``path`` (``rewardctl validate``), each an InputError
+    naming its file, line and field, in the order of the file; and the spec, when there are
+    none. Keys and types (pydantic, every error); then, on the spec without what pydantic
+    refused, the checks across fields and building each reward and metric on its own (python
+    functions, reward models, schemas). Wrong data models (inputs, outputs) stop after the first
+    stage: every later check reads them."""
+    try:
+        located = _read(path)
+    except InputError as exc:
+        return None, [exc]
+    checked = _checked(located)
+    spec, problems = checked.spec, list(checked.problems)
+    if spec is not None:
+        problems = _in_file_order(problems + _build_problems(spec, path, checked.flagged))
+    return (spec if not problems else None), problems
+
+
+def _in_file_order(problems: list[InputError]) -> list[InputError]:
+    """By line (stable: problems on one line keep the order they were found in)."""
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+@dataclass
+class _Checked:
+    spec: ProgramSpec | None  # None: nothing could be checked past keys and types; else the
+    # spec, or with problems, the spec without what pydantic refused
+    problems: list[InputError]
+    flagged: set[tuple[Any, ...]]  # (section, index) of the score entries that have a problem
+
+
+def _checked(located: LocatedData) -> _Checked:
     data = located.data
     if not isinstance(data, dict):
-        raise InputError("a spec must be a YAML mapping (name: ..., inputs: ..., outputs: ...)",
-                         path=located.path, line=1)
+        return _Checked(None, [InputError("a spec must be a YAML mapping (name: ..., inputs: ..., outputs: ...)",
+                                          path=located.path, line=1)], set())
+    problems: list[InputError] = []
+    refused: set[tuple[Any, ...]] = set()
     try:
         spec = ProgramSpec.model_validate(data)
     except ValidationError as exc:
-        raise _translate(exc, located) from None
-    _check_semantics(spec, located)
+        unique: dict[str, InputError] = {}
+        for error in exc.errors():
+            problem = _translate(error, located)
+            unique.setdefault(str(problem), problem)  # a union's members can say it twice
+        problems = list(unique.values())
+        # Check the rest too: the spec without what pydantic refused.
+        rest = _without_refused(data, exc.errors())
+        if rest is None:
+            return _Checked(None, _in_file_order(problems), set())
+        try:
+            spec = ProgramSpec.model_validate(rest[0])
+        except ValidationError:
+            return _Checked(None, _in_file_order(problems), set())
+        refused = rest[1]
+    found = _semantic_problems(spec, refused)
     spec._source = located
     if located.path and located.path != "-":
         spec.model.with_base_dir(Path(located.path).resolve().parent)
-    return spec
+    problems += [InputError(message, path=located.path, line=located.line_of(loc),
+                            field=_field_path(loc) or None) for loc, message in found]
+    flagged = refused | {loc[:2] for loc, _ in found if loc[:1] in (("rewards",), ("metrics",)) and len(loc) > 1}
+    return _Checked(spec, _in_file_order(problems), flagged)
+
+
+_ITEMS = ("rewards", "metrics", "examples")
+_REQUIRED = ("inputs", "outputs")
+
+
+def _without_refused(data: dict[str, Any], errors: list[Any]) -> tuple[dict[str, Any], set[tuple[Any, ...]]] | None:
+    """The spec's data with what pydantic refused set aside, so that the rest can be checked: a
+    refused reward, metric or example becomes a stand-in (same index, same name, skipped by the
+    later checks; the returned set names them), any other refused key takes its default. None
+    when nothing sensible remains to check (the data models are wrong)."""
+    rest = dict(data)
+    refused: set[tuple[Any, ...]] = set()
+    for error in errors:
+        loc = _data_loc(tuple(error["loc"]), data)
+        if not loc or loc[0] in _REQUIRED:
+            return None
+        head = loc[0]
+        if head in _ITEMS and len(loc) > 1 and isinstance(loc[1], int) and isinstance(rest.get(head), list):
+            items = rest[head] = list(rest[head])
+            items[loc[1]] = _stand_in(head, items[loc[1]])
+            refused.add((head, loc[1]))
+        elif head == "name":
+            rest["name"] = "spec"
+        else:
+            rest.pop(head, None)
+    return rest, refused
+
+
+def _stand_in(section: str, entry: Any) -> dict[str, Any]:
+    if section == "examples":
+        return {"input": {}, "output": {}}
+    name = entry.get("name") or entry.get("type") if isinstance(entry, dict) else None
+    return {"type": "exact_match", **({"name": name} if isinstance(name, str) else {})}
+
+
+def _build_problems(spec: ProgramSpec, spec_path: str | Path, skip: set[tuple[Any, ...]]) -> list[InputError]:
+    """Build each reward and metric on its own (those without a problem so far), so that every
+    one that cannot be built is named."""
+    context = _reward_context(spec, spec_path, use_cache=False, cache_dir=None)
+    problems: list[InputError] = []
+    for section in ("rewards", "metrics"):
+        for i, config in enumerate(getattr(spec, section)):
+            if (section, i) in skip:
+                continue
+            try:
+                Scorer(*(([config], []) if section == "rewards" else ([], [config])), context)
+            except InputError as exc:
+                problems.append(spec.locate(exc, section, config.display_name))
+    return problems
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -206,7 +338,7 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
         if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             node = node[part]
             kept.append(part)
-        elif i == len(loc) - 1:
+        elif i == len(loc) - 1 and not (isinstance(node, dict) and node.get("type") == part):  # a missing key, not a tag
             kept.append(part)
     return tuple(kept)
 
@@ -280,87 +412,91 @@ def _known_types(loc: tuple[Any, ...]) -> list[str]:
     return REWARDS.names()
 
 
-def _translate(exc: ValidationError, located: LocatedData) -> InputError:
-    errors = exc.errors()
-    first = errors[0]
-    loc = _data_loc(tuple(first["loc"]), located.data)
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+def _translate(error: Any, located: LocatedData) -> InputError:
+    """One of pydantic's errors as an InputError at its file, line and field."""
+    loc = _data_loc(tuple(error["loc"]), located.data)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
-        model = _model_at(tuple(first["loc"])[:-1])
+        model = _model_at(tuple(error["loc"])[:-1])
         close = did_you_mean(key, _field_names(model) if model is not None else _all_field_names())
         message = f"unknown key '{key}'" + (f" (did you mean '{close}'?)" if close else "")
         loc = loc[:-1] + (key,)
-    elif first["type"] == "missing":
+    elif error["type"] == "missing":
         message = "required but missing"
-    elif first["type"] in ("model_type", "dict_type", "model_attributes_type"):
+    elif error["type"] in ("model_type", "dict_type", "model_attributes_type"):
         message = "expected a mapping (key: value)"
-    elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+    elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         kind = "optimizer" if loc[:1] == ("optimizer",) else "reward"
-        if first["type"] == "union_tag_invalid":
-            tag = (first.get("ctx") or {}).get("tag", "?")
+        if error["type"] == "union_tag_invalid":
+            tag = (error.get("ctx") or {}).get("tag", "?")
             message = unknown_type_message(kind, tag, _known_types(loc))
         else:
             message = "needs a 'type'"
         loc = loc + ("type",)
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return InputError(one_line(message), path=located.path, line=located.line_of(loc),
                       field=_field_path(loc) or None)
 
 
-def _check_semantics(spec: ProgramSpec, located: LocatedData) -> None:
-    """Cross-field checks pydantic cannot express field by field."""
+Problem = tuple[tuple[Any, ...], str]  # (where in the spec, what is wrong)
 
-    def fail(loc: tuple[Any, ...], message: str) -> InputError:
-        return InputError(message, path=located.path, line=located.line_of(loc),
-                          field=_field_path(loc) or None)
 
-    both = set(spec.inputs) & set(spec.outputs)
-    if both:
-        name = sorted(both)[0]
-        raise fail(("outputs", name), f"'{name}' is both an input and an output field")
-
+def _semantic_problems(spec: ProgramSpec, skip: Collection[tuple[Any, ...]] = ()) -> list[Problem]:
+    """Cross-field checks pydantic cannot express field by field, every problem found; entries
+    in ``skip`` (section, index) are stand-ins for ones pydantic refused."""
+    problems: list[Problem] = [(("outputs", name), f"'{name}' is both an input and an output field")
+                               for name in sorted(set(spec.inputs) & set(spec.outputs))]
     for i, example in enumerate(spec.examples):
         for part, model in (("input", spec.inputs), ("output", spec.outputs)):
-            _check_example_part(getattr(example, part), model, ("examples", i, part), fail)
-
-    score_names = {m.display_name for m in [*spec.reward_configs(), *spec.metrics]}
-    seen: dict[str, tuple[Any, ...]] = {}
-    for section in ("rewards", "metrics"):
-        for i, entry in enumerate(getattr(spec, section)):
-            loc = (section, i)
-            name = entry.display_name
-            if name in seen:
-                raise fail(loc + ("name",), f"the name '{name}' is used twice; give each a unique 'name'")
-            seen[name] = loc
-            if section == "metrics" and "weight" in entry.model_fields_set:
-                raise fail(loc + ("weight",), "metrics have no weight: move this entry to rewards")
-            # Each type checks its own entry (masks, the fields and scores it names, its parts).
-            problems = entry.spec_problems(spec.outputs, score_names)
-            if problems:
-                where, message = problems[0]
-                raise fail(loc + where, message)
-    if spec.rewards and sum(r.weight for r in spec.rewards) <= 0:
-        raise fail(("rewards",), "at least one reward needs a weight above 0")
-
+            if ("examples", i) not in skip:
+                problems += _example_part_problems(getattr(example, part), model, ("examples", i, part))
+    problems += _entry_problems(spec, skip)
+    if spec.rewards and not any(loc[0] == "rewards" for loc in skip) and sum(r.weight for r in spec.rewards) <= 0:
+        problems.append((("rewards",), "at least one reward needs a weight above 0"))
     reward_names = {r.display_name for r in spec.reward_configs()}
     metric_names = {m.display_name for m in spec.metrics}
     for section, known in (("rewards", reward_names), ("metrics", metric_names)):
         for name in getattr(spec.thresholds, section):
             if name not in known:
-                raise fail(("thresholds", section, name),
-                           f"no {section[:-1]} named '{name}' (known: {', '.join(sorted(known)) or 'none'})")
+                problems.append((("thresholds", section, name),
+                                 f"no {section[:-1]} named '{name}' (known: {', '.join(sorted(known)) or 'none'})"))
+    return problems
 
 
-def _check_example_part(value: dict[str, Any], model: DataModel, loc: tuple[Any, ...], fail) -> None:
+def _entry_problems(spec: ProgramSpec, skip: Collection[tuple[Any, ...]]) -> list[Problem]:
+    """Each reward's and metric's: a unique name, no weight on a metric, and the checks its type
+    makes on its own entry (masks, the fields and scores it names, its parts)."""
+    problems: list[Problem] = []
+    score_names = {m.display_name for m in [*spec.reward_configs(), *spec.metrics]}
+    seen: set[str] = set()
+    for section in ("rewards", "metrics"):
+        for i, entry in enumerate(getattr(spec, section)):
+            loc = (section, i)
+            name = entry.display_name
+            if name in seen:
+                problems.append((loc + ("name",), f"the name '{name}' is used twice; give each a unique 'name'"))
+            seen.add(name)
+            if loc in skip:
+                continue
+            if section == "metrics" and "weight" in entry.model_fields_set:
+                problems.append((loc + ("weight",), "metrics have no weight: move this entry to rewards"))
+            problems += [(loc + where, message) for where, message in entry.spec_problems(spec.outputs, score_names)]
+    return problems
+
+
+def _example_part_problems(value: dict[str, Any], model: DataModel, loc: tuple[Any, ...]) -> list[Problem]:
+    problems: list[Problem] = []
     extra = [k for k in value if k not in model]
-    if extra:  # first: a misspelt key also makes the real field look missing
-        close = did_you_mean(str(extra[0]), model)
+    for key in extra:
+        close = did_you_mean(str(key), model)
         hint = f" (did you mean '{close}'?)" if close else ""
-        raise fail(loc + (extra[0],), f"not a field of the {loc[-1]}s data model{hint}")
-    try:
-        check_fields(value, model, lax=False)
-    except ValueProblem as problem:
-        head = problem.path.split(".")[0].split("[")[0]
-        raise fail(loc + ((head,) if head else ()), problem.message) from None
+        problems.append((loc + (key,), f"not a field of the {loc[-1]}s data model{hint}"))
+    for name, field_spec in model.items():
+        if name not in value and extra:  # a misspelt key also makes the real field look missing
+            continue
+        try:
+            check_fields(value, {name: field_spec}, lax=False)
+        except ValueProblem as problem:
+            head = problem.path.split(".")[0].split("[")[0]
+            problems.append((loc + ((head,) if head else ()), problem.message))
+    return problems

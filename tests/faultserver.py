@@ -2,8 +2,13 @@
 
 Faults (per request, drawn from a seeded generator): "timeout" (answers after `slow_s`), "429"
 (with Retry-After), "500", "503", "reset" (the connection is dropped without a reply), "malformed"
-(a 200 whose body is not JSON), "truncated" (a 200 whose JSON body is cut short). Other requests
-get a normal reply from `answer(messages)`. It is a real HTTP server: litellm talks to it over
+(a 200 whose body is not JSON), "truncated" (a 200 whose JSON body is cut short). Only when
+scripted: "429_odd" (a Retry-After that is neither seconds nor a date), "empty_choices" (a 200
+with no choices), "null_content" (a 200 whose message content is null), "trickle" (a 200 whose
+body arrives a few bytes at a time over `slow_s`), "huge" (a 200 reply far over max_tokens),
+"bad_utf8" (a 200 whose body is not UTF-8). Other requests get a normal reply from
+`answer(messages)`; /v1/completions requests (a `prompt`) get `answer([{"content": prompt}])` as
+a text completion. It is a real HTTP server: litellm talks to it over
 sockets exactly as it talks to vLLM or any OpenAI-compatible endpoint.
 """
 
@@ -44,6 +49,7 @@ class FaultServer:
         self.log: list[tuple[float, str | None, str]] = []  # (time, fault, last message) per request
         self.seen_auth: list[str] = []
         self.prompts: list[str] = []  # every request's whole message list, as JSON
+        self.bodies: list[dict[str, Any]] = []  # every request's JSON body
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +69,18 @@ class FaultServer:
                 self.wfile.write(body)
                 self.wfile.flush()
 
+            def _trickle(self, payload: bytes) -> None:
+                """A 200 whose body arrives a few bytes at a time, over slow_s in all."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                pieces = [payload[i:i + 8] for i in range(0, len(payload), 8)]
+                for piece in pieces:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    time.sleep(server.slow_s / len(pieces))
+
             def do_POST(self) -> None:
                 # The client may give up first (a timeout fault): then there is nothing to answer.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -71,6 +89,9 @@ class FaultServer:
             def _post(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if "prompt" in body and "messages" not in body:
+                    prompt = body["prompt"][0] if isinstance(body["prompt"], list) else body["prompt"]
+                    body["messages"] = [{"role": "user", "content": prompt}]
                 auth = self.headers.get("Authorization", "")
                 with server.lock:
                     server.seen_auth.append(auth)
@@ -78,6 +99,7 @@ class FaultServer:
                     messages = body.get("messages") or [{}]
                     server.log.append((time.monotonic(), fault, str(messages[-1].get("content", ""))))
                     server.prompts.append(json.dumps(messages, sort_keys=True))
+                    server.bodies.append(body)
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 if server.require_key is not None and auth != f"Bearer {server.require_key}":
@@ -101,15 +123,31 @@ class FaultServer:
                 elif fault == "malformed":
                     self._send(200, b"{this is not json")
                     return
-                reply = {
-                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model", "x"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": server.answer(body.get("messages", []))}}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-                }
+                elif fault == "429_odd":
+                    self._send(429, json.dumps({"error": {"message": "slow down"}}).encode(), {"Retry-After": "soon"})
+                    return
+                elif fault == "bad_utf8":
+                    self._send(200, b'{"id": "x", "choices": [{"message": {"content": "\xff\xfe\xfa"}}]}')
+                    return
+                content = server.answer(body.get("messages", []))
+                if fault == "huge":
+                    content = "x" * 2_000_000
+                if "prompt" in body:
+                    choice = {"index": 0, "finish_reason": "stop", "text": content}
+                    kind = "text_completion"
+                else:
+                    choice = {"index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": None if fault == "null_content" else content}}
+                    kind = "chat.completion"
+                reply = {"id": "cmpl-1", "object": kind, "created": 0, "model": body.get("model", "x"),
+                         "choices": [] if fault == "empty_choices" else [choice],
+                         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
                 payload = json.dumps(reply).encode()
                 if fault == "truncated":
                     self._send(200, payload[: len(payload) // 2])
+                    return
+                if fault == "trickle":
+                    self._trickle(payload)
                     return
                 with server.lock:
                     server.served += 1

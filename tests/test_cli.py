@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rewardctl.cli import app
+from rewardctl.rewards import REWARDS
 
 from conftest import MINIMAL_SPEC, write
 
@@ -54,6 +55,35 @@ def test_validate_bad_spec_one_line_exit_2(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"rewardctl: error: {spec}:15: rewards[0].type:")
     assert "Traceback" not in result.stderr
+
+
+def test_validate_lists_every_problem_one_line_each_exit_2(tmp_path):
+    text = MINIMAL_SPEC.replace("type: exact_match", "type: nope").replace("name: demo", "name: demo\nreward: 1")
+    text += "metrics:\n  - {type: python, function: 'absent.py:f'}\nthresholds: {rewards: {zz: 1}}\n"
+    spec = write(tmp_path / "bad.yaml", text)
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"rewardctl: error: {spec}:2: reward: unknown key 'reward' (did you mean 'rewards'?)",
+        f"rewardctl: error: {spec}:16: rewards[0].type: unknown reward type 'nope'; known: {', '.join(REWARDS.names())}",
+        f"rewardctl: error: {spec}:18: reward 'python'.function: no such file: {tmp_path / 'absent.py'}",
+        f"rewardctl: error: {spec}:19: thresholds.rewards.zz: no reward named 'zz' (known: em)",
+    ]
+    result = runner.invoke(app, ["validate", str(spec), "--json"])
+    assert result.exit_code == 2 and result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report["valid"] is False and report["path"] == str(spec)
+    assert [(p["path"], p["line"], p["field"]) for p in report["problems"]] == [
+        (str(spec), 2, "reward"), (str(spec), 16, "rewards[0].type"), (str(spec), 18, "reward 'python'.function"),
+        (str(spec), 19, "thresholds.rewards.zz")]
+    assert report["problems"][0]["message"] == "unknown key 'reward' (did you mean 'rewards'?)"
+
+
+def test_validate_json_of_a_file_that_is_not_there(tmp_path):
+    result = runner.invoke(app, ["validate", str(tmp_path / "absent.yaml"), "--json"])
+    assert result.exit_code == 2
+    problems = json.loads(result.stdout)["problems"]
+    assert len(problems) == 1 and problems[0]["path"] == str(tmp_path / "absent.yaml") and problems[0]["line"] is None
 
 
 def test_schema_is_json():
@@ -217,3 +247,15 @@ def test_response_format_only_where_the_model_supports_it():
     litellm = get_litellm()
     assert LMClient(ModelConfig(name="openai/gpt-4o-mini")).supports_response_schema(litellm) is True
     assert LMClient(ModelConfig(name="openai/some-unknown-model")).supports_response_schema(litellm) is False
+def test_a_python_reward_that_raises_in_eval_names_the_dataset_row(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    write(tmp_path / "checks.py", "def picky(y_true, y_pred):\n    if y_true['answer'] == '7':\n"
+          "        raise ValueError('sevens')\n    return 1.0\n")
+    spec = write(tmp_path / "spec.yaml", MINIMAL_SPEC.replace(
+        "  name: openai/gpt-4o-mini\n", "  name: openai/gpt-4o-mini\n  extra: {mock_response: '{\"answer\": \"4\"}'}\n")
+        + "  - {name: picky, type: python, function: 'checks.py:picky'}\n")
+    data = write(tmp_path / "data.jsonl", "".join(json.dumps({"question": f"q{i}", "answer": str(i)}) + "\n"
+                                                   for i in range(1, 10)))
+    result = runner.invoke(app, ["eval", str(spec), "-d", str(data), "--no-cache", "-q"])
+    assert result.exit_code == 2
+    assert result.stderr == f"rewardctl: error: {data}:7: reward 'picky' raised ValueError: sevens\n"

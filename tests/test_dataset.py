@@ -85,3 +85,30 @@ def test_big_integers_survive_a_write():
     from rewardctl.io import dumps_line
 
     assert dumps_line({"id": 2**70, "x": "é"}) == f'{{"id":{2**70},"x":"é"}}\n'.encode()
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"q": "x", "ctx": {"user": "u"}, "order": {}}', "order.id: missing output field"),
+    ('{"q": "x", "ctx": {"user": "u"}, "order": {"id": 1}}', "order.id: expected a string, got integer"),
+    ('{"q": "x", "ctx": {"user": "u"}, "note": "n"}', "order: missing output field"),
+    ('{"q": "x", "ctx": {}, "order": {"id": "1"}}', "ctx.user: missing input field"),
+])
+def test_a_missing_nested_field_is_called_input_or_output_by_where_it_is(tmp_path, line, message):
+    """A reference that lacks a property of an object output is a missing output field, at any
+    depth (it was called an input field)."""
+    inputs = {"q": FieldSpec(type="string"),
+              "ctx": FieldSpec(type="object", properties={"user": FieldSpec(type="string")})}
+    outputs = {"order": FieldSpec(type="object", properties={"id": FieldSpec(type="string")}),
+               "note": FieldSpec(type="string")}
+    path = tmp_path / "d.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(InputError) as err:
+        list(read_rows(str(path), inputs, outputs, required_outputs={"order": "em"}))
+    assert str(err.value).startswith(f"{path}:1: {message}")
+    assert ("input field" in str(err.value)) == message.startswith("ctx")
+
+
+def test_rows_know_their_file(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"q": "x", "a": "y"}\n')
+    assert [(r.path, r.line) for r in rows_of(path)] == [(str(path), 1)]

@@ -124,23 +124,16 @@ def test_sigint_keeps_finished_rows_and_exits_3(tmp_path):
     assert not (out / "predictions.jsonl").exists() and not (out / "report.json").exists()
 
 
-def test_lm_judge_on_the_embedded_model():
-    import asyncio
-
+def test_lm_judge_refuses_the_embedded_model():
+    """Measured: the 270M base model grades at chance (the same grade for right and wrong answers,
+    even reading the grades' log-probabilities directly), so a judge on it is refused at load, in
+    one line (tests/test_judge_honest.py checks validate and eval)."""
+    from rewardctl.errors import InputError
     from rewardctl.rewards import REWARDS, RewardContext
 
-    judge = REWARDS.build({
-        "type": "lm_judge", "rubric": "Is the response the correct capital city?", "scale": [1, 3],
-        "examples": [
-            {"inputs": {"country": "France"}, "reference": {"capital": "Paris"}, "response": {"capital": "Paris"}, "score": 3},
-            {"inputs": {"country": "Japan"}, "reference": {"capital": "Tokyo"}, "response": {"capital": "Osaka"}, "score": 1},
-        ]}, RewardContext(default_model=None))
-    assert judge.signature.model.name == "local/gemma-3-270m"
-    values = asyncio.run(judge.score_batch(
-        [{"capital": "Rome"}, {"capital": "Lima"}], [{"capital": "Rome"}, {"capital": "Madrid"}],
-        [{"country": "Italy"}, {"country": "Peru"}]))
-    assert judge.failures == 0
-    assert all(v in (0.0, 0.5, 1.0) for v in values)  # grammar-constrained: always a valid grade
+    with pytest.raises(InputError, match="cannot use the embedded model local/gemma-3-270m"):
+        REWARDS.build({"type": "lm_judge", "rubric": "Is the response the correct capital city?"},
+                      RewardContext(default_model=None))
 
 
 def test_support_recipe_scores_with_its_trained_reward_model_and_ensemble(tmp_path):

@@ -158,3 +158,52 @@ def test_bad_optimize_input_exit_2(quiz):
     empty = write(tmp_path / "empty.jsonl", "")
     result = runner.invoke(app, ["optimize", str(spec), "--train", str(empty)])
     assert result.exit_code == 2 and "empty.jsonl: the file is empty" in result.stderr
+
+
+NESTED_OUTPUTS = "outputs:\n  order:\n    type: object\n    properties: {id: string}\n"
+
+
+@pytest.mark.parametrize(("change", "in_spec"), [
+    ({}, False),  # a chat model through litellm (fields prompt): was an internal error, exit 3
+    ({}, True),  # the same, kl chosen in the spec: named by file and line
+    ({"model: {name: fakelm/demo-hungry, prompt_format: fields}":
+      "model: {name: openai/x, api_base: 'http://127.0.0.1:9/v1'}"}, False),
+    ({"model: {name: fakelm/demo-hungry, prompt_format: fields}":
+      "model: {name: local/gemma-3-270m, prompt_format: json}"}, False),
+    ({"outputs: {answer: string}\n": NESTED_OUTPUTS, "output: {answer: seed answer}": "output: {order: {id: x}}",
+      "  - {name: em, type: exact_match}\n": "  - {name: em, type: exact_match}\n  - {type: lm_judge, rubric: right}\n",
+      "  - {name: f1, type: f1_score}\n": "  - {name: f1, type: f1_score, in_mask: [order]}\n"}, False),
+])
+def test_kl_refuses_a_model_it_cannot_sample_before_any_call(quiz, change, in_spec):
+    """kl samples token by token from the full distribution: only a local/ model with a fields
+    prompt gives that. Any other model is one line and exit 2, before data is read or a model
+    called, wherever kl was chosen."""
+    spec, tmp_path = quiz
+    text = SPEC.replace("type: random_few_shot", "type: kl") if in_spec else SPEC
+    for old, new in change.items():
+        assert old in text
+        text = text.replace(old, new)
+    spec = write(tmp_path / "kl.yaml", text)
+    fakelm.CALLS["count"] = 0
+    args = [] if in_spec else ["--optimizer", "kl"]
+    result = runner.invoke(app, ["optimize", str(spec), "--train", str(tmp_path / "train.jsonl"),
+                                 "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in lines[0], result.stderr
+    where = f"{spec}:13: optimizer.type: " if in_spec else "--optimizer: "
+    assert lines[0].startswith(f"rewardctl: error: {where}the kl optimizer needs token-by-token sampling")
+    assert "use bootstrap_few_shot or random_few_shot" in lines[0]
+    assert fakelm.CALLS["count"] == 0 and not (tmp_path / "out" / "best.json").exists()
+
+
+def test_a_python_reward_that_raises_names_the_row(quiz):
+    spec, tmp_path = quiz
+    write(tmp_path / "checks.py", "def picky(y_true, y_pred):\n    if y_true['answer'] == 'answer 31':\n"
+          "        raise KeyError('thirty-one')\n    return 1.0\n")
+    spec = write(tmp_path / "picky.yaml", SPEC.replace("  - {name: f1, type: f1_score}\n",
+                                                      "  - {name: picky, type: python, function: 'checks.py:picky'}\n"))
+    result = runner.invoke(app, ["optimize", str(spec), "--train", str(tmp_path / "train.jsonl"),
+                                 "--val", str(tmp_path / "test.jsonl"), "-q"])
+    assert result.exit_code == 2
+    assert result.stderr == f"rewardctl: error: {tmp_path / 'test.jsonl'}:2: reward 'picky' raised KeyError: 'thirty-one'\n"

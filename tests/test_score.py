@@ -175,3 +175,26 @@ def test_score_memory_stays_flat(tmp_path):
     small, large = peak(5_000), peak(50_000)
     # 45,000 more rows may add the compact per-row statistics (a few doubles each), nothing more.
     assert large - small < 45_000 * 64, (small, large)
+
+
+def test_a_python_reward_that_raises_names_the_row(tmp_path):
+    """The user's function failing on a row stops the run (exit 2, one line) and names the
+    predictions file and line, whether it scores row by row or takes lists."""
+    write(tmp_path / "checks.py", "def judge(y_true, y_pred):\n"
+          "    if y_true['answer'] == '8':\n        raise ValueError('no eights')\n    return 1.0\n"
+          "def judge_all(y_trues, y_preds):\n    return [judge(t, p) for t, p in zip(y_trues, y_preds)]\n"
+          "def word(y_true, y_pred):\n    return 'high' if y_true['answer'] == '6' else 1.0\n")
+    preds = preds_file(tmp_path, LINES)
+    for entry, message in [
+        ("{name: mine, type: python, function: 'checks.py:judge'}", "reward 'mine' raised ValueError: no eights"),
+        ("{name: mine, type: python, function: 'checks.py:judge_all', batched: true}",
+         "reward 'mine' raised ValueError: no eights"),
+        ("{type: composite, name: both, rewards: [{name: mine, type: python, function: 'checks.py:judge'}]}",
+         "reward 'mine' raised ValueError: no eights"),
+        ("{name: mine, type: python, function: 'checks.py:word'}", "reward 'mine' returned str, not a number"),
+    ]:
+        spec = spec_file(tmp_path, f"  - {entry}\n")
+        result = runner.invoke(app, ["score", str(spec), "-p", str(preds)])
+        line = 2 if "word" in entry else 4
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr == f"rewardctl: error: {preds}:{line}: {message}\n"

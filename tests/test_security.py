@@ -128,7 +128,7 @@ def judge_for(model: str, tmp_path, **extra):
                         RewardContext(base_dir=tmp_path, use_cache=False, default_model=ModelConfig()))
 
 
-@pytest.mark.parametrize("model", ["local/gemma-3-270m", "openai/gpt-4o-mini"], ids=["fields", "json"])
+@pytest.mark.parametrize("model", ["local/judge.gguf", "openai/gpt-4o-mini"], ids=["fields", "json"])
 def test_an_injection_cannot_add_a_line_or_touch_the_rubric(model, tmp_path):
     judge = judge_for(model, tmp_path)
     program = judge.program

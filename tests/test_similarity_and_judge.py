@@ -77,12 +77,15 @@ def test_judge_prompt_has_rubric_fence_and_schema():
     assert "Lyon" in request.messages[-1]["content"]
 
 
-def test_judge_failures_get_the_failure_policy_and_are_counted():
+def test_a_row_the_judge_cannot_grade_is_ungraded_not_the_failure_score():
+    """The failure policy is for failed predictions; a reply that does not parse leaves the row
+    without a value (never 0.0), with the reason (tests/test_judge_honest.py: everywhere)."""
     reward = judge("I refuse to grade this.", failure_score=0.5)
-    assert reward.score({"a": "x"}, {"a": "y"}) == 0.5
-    assert reward.unscored == 1 and reward.failures == 1
+    assert reward.score({"a": "x"}, {"a": "y"}) is None
+    assert reward.failures == 1 and reward.last_ungraded[0].startswith("reply unparseable: ")
+    assert reward.score({"a": "x"}, None) == 0.5  # a failed prediction: the failure policy
     excluded = judge("no grade", on_error="exclude")
-    assert excluded.score({"a": "x"}, {"a": "y"}) is None
+    assert excluded.score({"a": "x"}, {"a": "y"}) is None and excluded.score({"a": "x"}, None) is None
 
 
 def test_judge_examples_and_scale_checked():

@@ -3,7 +3,14 @@ import json
 import pytest
 
 from rewardctl.errors import InputError
-from rewardctl.spec import load_spec, spec_json_schema
+from rewardctl.spec import (
+    ProgramSpec,
+    _all_field_names,
+    _field_names,
+    check_spec,
+    load_spec,
+    spec_json_schema,
+)
 
 from conftest import MINIMAL_SPEC, write
 
@@ -176,3 +183,76 @@ def test_json_schema_covers_reward_types():
 def test_checked_in_schema_is_current(root):
     # Recipes point editors at docs/spec.schema.json; regenerate with `rewardctl schema > docs/spec.schema.json`.
     assert json.loads((root / "docs" / "spec.schema.json").read_text()) == spec_json_schema()
+
+
+def test_did_you_mean_never_suggests_the_key_typed_anywhere(tmp_path):
+    """Every key some spec model knows, typed where it is not valid (top level, a reward entry,
+    the model), is never suggested back; 'reward' at the top level suggests 'rewards'."""
+    places = {"top": (MINIMAL_SPEC + "{key}: 1\n", "{key}"),
+              "reward": (MINIMAL_SPEC + "    {key}: 1\n", "rewards[0].{key}"),
+              "model": (MINIMAL_SPEC.replace("  name: openai/gpt-4o-mini\n", "  name: openai/gpt-4o-mini\n  {key}: 1\n"),
+                        "model.{key}")}
+    valid = {"top": _field_names(ProgramSpec)}
+    for key in sorted(_all_field_names()):
+        for place, (template, field) in places.items():
+            if key in valid.get(place, ()):
+                continue
+            try:
+                load_text(tmp_path, template.replace("{key}", key))
+            except InputError as err:
+                message = str(err)
+                if f"{field.replace('{key}', key)}: unknown key '{key}'" in message:
+                    assert f"did you mean '{key}'?" not in message, message
+    assert "(did you mean 'rewards'?)" in error_of(tmp_path, MINIMAL_SPEC.replace("rewards:\n", "reward:\n"))
+
+
+def problems_of(tmp_path, text, **files):
+    for name, content in files.items():
+        write(tmp_path / name, content)
+    spec, problems = check_spec(write(tmp_path / "spec.yaml", text))
+    assert spec is None
+    return [str(p).removeprefix(f"{tmp_path / 'spec.yaml'}:") for p in problems]
+
+
+def test_check_spec_lists_every_problem_in_file_order(tmp_path):
+    text = MINIMAL_SPEC.replace("  name: openai/gpt-4o-mini\n", "  name: openai/gpt-4o-mini\n  temprature: 2\n")
+    text = text.replace('output: {answer: "4"}', 'output: {answr: "4"}')
+    text += ("    weigth: 2\n"
+             "  - {name: em, type: f1_score, in_mask: [nope]}\n"
+             "  - {name: fn, type: python, function: 'missing.py:f'}\n"
+             "  - {name: fn2, type: python, function: 'checks.py:nothere'}\n"
+             "metrics:\n  - {type: classification, field: labl}\n"
+             "thresholds: {rewards: {zz: 1, fn: 0.5}}\n")
+    assert problems_of(tmp_path, text, **{"checks.py": "def f(t, p):\n    return 1.0\n"}) == [
+        "4: model.temprature: unknown key 'temprature' (did you mean 'temperature'?)",
+        "13: examples[0].output.answr: not a field of the outputs data model (did you mean 'answer'?)",
+        "17: rewards[0].weigth: unknown key 'weigth' (did you mean 'weight'?)",
+        "18: rewards[1].name: the name 'em' is used twice; give each a unique 'name'",
+        "18: rewards[1].in_mask: in_mask entry 'nope' matches no output field (outputs: answer)",
+        f"19: reward 'fn'.function: no such file: {tmp_path / 'missing.py'}",
+        "20: reward 'fn2'.function: checks.py has no function 'nothere'",
+        "22: metrics[0].field: no output field 'labl' (outputs: answer)",
+        "23: thresholds.rewards.zz: no reward named 'zz' (known: em, fn, fn2)",
+    ]
+    # load_spec (eval, score, optimize) still stops at the first, and says how many more there are.
+    assert error_of(tmp_path, text).endswith(
+        "did you mean 'temperature'?) (and 6 more problems: rewardctl validate lists them)")
+
+
+def test_check_spec_stops_after_keys_and_types_when_the_data_models_are_wrong(tmp_path):
+    text = MINIMAL_SPEC.replace("    type: string\n    max_length: 40", "    type: text") + "    weigth: 1\n"
+    assert problems_of(tmp_path, text) == [
+        "8: outputs.answer.type: Input should be 'string', 'number', 'integer', 'boolean', 'enum', 'list' or 'object'",
+        "15: rewards[0].weigth: unknown key 'weigth' (did you mean 'weight'?)",
+    ]
+
+
+def test_check_spec_a_file_that_cannot_be_read_is_one_problem(tmp_path):
+    assert problems_of(tmp_path, "name: [unclosed\n") == ["2: invalid YAML: expected ',' or ']', but got '<stream end>'"]
+    spec, problems = check_spec(tmp_path / "absent.yaml")
+    assert spec is None and len(problems) == 1 and problems[0].path is not None
+
+
+def test_check_spec_accepts_a_good_spec(tmp_path):
+    spec, problems = check_spec(write(tmp_path / "spec.yaml", MINIMAL_SPEC))
+    assert problems == [] and spec is not None and spec.name == "demo"

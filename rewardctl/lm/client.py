@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import email.utils
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,14 +31,27 @@ class Completion:
     cached: bool
     latency_s: float
     cost_usd: float = 0.0  # 0 for a cache hit: nothing was paid
+    requests: int | None = None  # requests sent for it, failed attempts included; unset: 0 if cached, else 1
+
+    def __post_init__(self) -> None:
+        if self.requests is None:
+            self.requests = 0 if self.cached else 1
 
 
 class ProviderError(Exception):
-    """A request failed. ``fatal`` ones (bad key, unknown model) would fail every row alike."""
+    """A request failed. ``fatal`` ones (bad key, unknown model) would fail every row alike;
+    ``kind`` names a transient fault that outlasted the retries ("connection", "timeout",
+    "rate_limit", "http_503"...), None for anything else."""
 
-    def __init__(self, message: str, *, fatal: bool = False):
+    def __init__(self, message: str, *, fatal: bool = False, kind: str | None = None, requests: int = 1):
         super().__init__(message)
         self.fatal = fatal
+        self.kind = kind
+        self.requests = requests  # sent before giving up
+
+
+class EmptyReply(Exception):
+    """A 200 with no choices, or a message whose content is null: asked again."""
 
 
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
@@ -46,6 +61,68 @@ _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _RETRYABLE_NAMES = ("Timeout", "APIConnectionError", "RateLimitError", "InternalServerError",
                     "ServiceUnavailableError", "BadGatewayError", "APIError",
                     "RouterRateLimitError")  # every deployment cooling down after failures
+
+
+GIVE_UP_CONNECTIONS = 10  # requests in a row that could not connect: the server is down
+_RETRYABLE_KINDS = {"connection", "timeout", "empty_reply", "bad_reply"}
+# Errors raised by the network below litellm (httpx, aiohttp, sockets), found in the cause chain.
+_CONNECTION_NAMES = {"APIConnectionError", "ConnectError", "ConnectionRefusedError", "ClientConnectorError",
+                     "ClientConnectorDNSError", "gaierror", "ConnectionResetError", "RemoteProtocolError",
+                     "ServerDisconnectedError", "ClientOSError", "ReadError", "WriteError",
+                     "ClientPayloadError", "ConnectionAbortedError", "BrokenPipeError"}
+_CONNECTION_TEXT = ("Connection error", "Cannot connect to host", "Connection refused", "Name or service not known",
+                    "Connection reset", "Server disconnected", "nodename nor servname", "Temporary failure in name")
+# Unreadable bodies: invalid JSON or bytes that are not UTF-8.
+_BAD_REPLY_NAMES = {"JSONDecodeError", "UnicodeDecodeError"}
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 12:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _is_connection(exc: BaseException) -> bool:
+    chain = _chain(exc)
+    return any(type(e).__name__ in _CONNECTION_NAMES for e in chain) or \
+        any(text in str(e) for e in chain for text in _CONNECTION_TEXT)
+
+
+def _network_reason(exc: BaseException) -> str:
+    """The innermost readable reason ("[Errno 111] Connection refused"); litellm's wrapper
+    messages say only "Connection error."."""
+    if type(exc).__name__ == "WorkerError" and exc.reason:
+        return exc.reason
+    for inner in reversed(_chain(exc)):
+        text = _OBJECT_REPR.sub("", one_line(str(inner), 200)).strip(" :")
+        if text:
+            return text
+    return "connection failed"
+
+
+def request_deadline(timeout: float) -> float:
+    """Seconds a whole request may take: model.timeout, plus slack for litellm's own work on the
+    client side (its first call in a process sets up for a second or more)."""
+    return timeout * 1.1 + 1.0
+
+
+def read_reply(response: Any) -> tuple[str, str, int, int]:
+    """(text, finish_reason, prompt tokens, completion tokens) of a litellm response."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise EmptyReply("the server answered 200 with no choices")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
+    if text is None:
+        raise EmptyReply("the server answered 200 with content null")
+    usage = getattr(response, "usage", None)
+    return (text, choice.finish_reason or "stop", int(getattr(usage, "prompt_tokens", 0) or 0),
+            int(getattr(usage, "completion_tokens", 0) or 0))
 
 
 def _status(exc: BaseException) -> int | None:
@@ -67,9 +144,14 @@ def _retry_after(exc: BaseException) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
+            pass
+        try:  # an HTTP date; anything else ("soon") is ignored
             when = email.utils.parsedate_to_datetime(str(value))
-            if when is not None:
-                return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError, IndexError):
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return max(0.0, when.timestamp() - time.time())
     return None
 
 
@@ -78,16 +160,36 @@ def _exc_name(exc: BaseException) -> str:
     return getattr(exc, "name", None) if type(exc).__name__ == "WorkerError" else type(exc).__name__
 
 
-def _fault_kind(exc: BaseException) -> str:
+def fault_kind(exc: BaseException) -> str:
+    """The kind of a failed request, for usage's fault counts and for retrying."""
+    if type(exc).__name__ == "WorkerError" and exc.kind:
+        return exc.kind  # classified in the worker, where the cause chain is
     status = _status(exc)
     name = _exc_name(exc)
-    if name == "Timeout" or status == 408:
+    chain_names = {type(e).__name__ for e in _chain(exc)}
+    if name in ("Timeout", "TimeoutError") or status == 408 or chain_names & {"ReadTimeout", "ConnectTimeout", "TimeoutError"}:
         return "timeout"
     if status == 429:
         return "rate_limit"
-    if name == "APIConnectionError":
+    if name == "EmptyReply":
+        return "empty_reply"
+    if _is_connection(exc):
         return "connection"
+    if chain_names & _BAD_REPLY_NAMES:
+        return "bad_reply"
     return f"http_{status}" if status else name
+
+
+
+
+
+def _served_key(call_name: str) -> str | None:
+    """The key for a self-hosted server on an OpenAI route when model.api_key_env is unset:
+    OPENAI_API_KEY if set, else a placeholder (a server started without --api-key accepts any
+    key, but the OpenAI client refuses to send none)."""
+    if call_name.split("/", 1)[0] not in ("openai", "text-completion-openai"):
+        return None
+    return os.environ.get("OPENAI_API_KEY") or "EMPTY"
 
 
 def _wants_schema(params: dict[str, Any]) -> bool:
@@ -108,7 +210,7 @@ class LMClient:
         self.config = config
         self.cache = cache
         self.pool = pool  # a rewardctl.lm.workers.WorkerPool: litellm runs in worker processes
-        self.requests = 0
+        self.requests = 0  # every request sent to the provider, failed ones included
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._secrets: set[str] = set()  # every key in use, scrubbed from messages
@@ -121,6 +223,9 @@ class LMClient:
         self._structured: str | None = None  # the structured-output mode in use (auto: found out)
         self._probing = False  # auto on a self-hosted server: a refusal steps the mode down
         self.retried = 0  # attempts repeated after a transient failure
+        self.failed_requests = 0  # requests that failed (counted in requests too)
+        self.connection_failures = 0  # requests in a row that could not reach the server
+        self._missing_keys: asyncio.Future | None = None  # found out at the first request
         self._jitter = random.Random(0)  # spreads retries; it never changes a result
         self.faults: dict[str, int] = {}  # transient failures seen, by kind
         self.cost_usd = 0.0  # spent on requests this run (cache hits cost nothing)
@@ -130,12 +235,7 @@ class LMClient:
     def _read_api_key(self) -> str | None:
         name = self.config.api_key_env
         if not name:
-            if (self.config.api_base and self.config.name.startswith("openai/")
-                    and not os.environ.get("OPENAI_API_KEY")):
-                # A self-hosted OpenAI-compatible server (vLLM, TGI, llama.cpp) started without
-                # --api-key accepts any key, but the OpenAI client refuses to send none.
-                return "EMPTY"
-            return None
+            return _served_key(self.config.call_name()) if self.config.api_base else None
         value = os.environ.get(name)
         if not value:
             raise InputError(f"the environment variable {name} is not set", field="model.api_key_env")
@@ -175,14 +275,19 @@ class LMClient:
     async def complete(self, request: Request, *, grammar: str | None = None,
                        response_format: dict[str, Any] | None = None,
                        overrides: dict[str, Any] | None = None, use_cache: bool = True,
-                       sample: int = 0) -> Completion:
+                       sample: int = 0, attempt: int = 0, refresh: bool = False) -> Completion:
+        """One reply. ``attempt`` > 0 (a parse retry) is its own cache entry, so a retry reaches
+        the provider instead of replaying the reply that failed, and a rerun replays both."""
         params = self.params(request, grammar=grammar, response_format=response_format,
                              overrides=overrides)
         key = None
         if self.cache is not None and use_cache:
-            key = cache_key({"model": self.config.resolved_name, "messages": request.messages,
-                             "params": params, "sample": sample})
-            hit = self.cache.get(key)
+            payload = {"model": self.config.resolved_name, "messages": request.messages,
+                       "params": params, "sample": sample}
+            if attempt:
+                payload["attempt"] = attempt  # first attempts keep the keys they always had
+            key = cache_key(payload)
+            hit = None if refresh else self.cache.get(key)
             if hit is not None:
                 return Completion(hit["text"], hit.get("finish_reason", "stop"),
                                   hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0),
@@ -312,7 +417,8 @@ class LMClient:
         cfg = self.config
         model_list = []
         for deployment in cfg.deployments or []:
-            params: dict[str, Any] = {"model": deployment.model or cfg.name, "api_base": deployment.api_base}
+            params: dict[str, Any] = {"model": cfg.call_name(deployment.model or cfg.name),
+                                      "api_base": deployment.api_base}
             key = self._read_deployment_key(deployment)
             if key is not None:
                 params["api_key"] = key
@@ -338,10 +444,10 @@ class LMClient:
                 raise InputError(f"the environment variable {name} is not set", field="model.deployments")
             self._secrets.add(value)
             return value
-        model = deployment.model or self.config.name
-        if model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
-            return "EMPTY"
-        return None
+        key = _served_key(self.config.call_name(deployment.model or self.config.name))
+        if key not in (None, "EMPTY"):
+            self._secrets.add(key)
+        return key
 
     # --- token-level access (teacher forcing, exact sampling) ---------------------------------
 
@@ -417,68 +523,80 @@ class LMClient:
         engine = self._engine("KL estimation")
         return await engine.run_token_op(tokens.score_sampled, prompt, samples)
 
+    async def _check_credentials(self, litellm: Any) -> None:
+        """A hosted API whose key is not set fails at the first request, naming the variable to
+        set (litellm would answer every row with a 500 or a long message)."""
+        cfg = self.config
+        if cfg.is_local or cfg.is_served or cfg.api_key_env or "mock_response" in cfg.extra:
+            return
+        if self._missing_keys is None:
+            if self.pool is not None:
+                lookup = self.pool.request("env", model=cfg.name)
+            else:
+                lookup = asyncio.sleep(0, {"missing": litellm_setup.missing_keys(litellm, cfg.name)})
+            self._missing_keys = asyncio.ensure_future(lookup)
+        missing = (await asyncio.shield(self._missing_keys))["missing"]
+        if missing:
+            raise InputError(f"{cfg.name} needs an API key: set {' or '.join(missing)} (or name the variable "
+                             "that holds it in model.api_key_env)", field="model.name")
+
+    def _build_call(self, request: Request, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.config.deployments:
+            return {"model": "rewardctl", "messages": request.messages, "timeout": self.config.timeout, **kwargs}
+        if self._api_key is not None:
+            kwargs["api_key"] = self._api_key
+        return {"model": self.config.call_name(), "messages": request.messages,
+                "timeout": self.config.timeout, "num_retries": 0, **kwargs}
+
+    async def _send(self, call: dict[str, Any], model_list: list[dict[str, Any]] | None,
+                    litellm: Any) -> tuple[str, str, int, int]:
+        """One request, in a worker or in-process: (text, finish_reason, prompt and completion
+        tokens). model.timeout is a deadline for the whole request, a body that trickles in
+        included (the HTTP client's timeout only bounds each read)."""
+        deadline = request_deadline(self.config.timeout)
+        if self.pool is not None:  # the worker keeps the same deadline; this one is its backstop
+            reply = await asyncio.wait_for(self.pool.call(call, model_list), deadline + 1)
+            return reply["text"], reply["finish_reason"], reply["prompt_tokens"], reply["completion_tokens"]
+        if model_list is not None:
+            pending = self._get_router(litellm).acompletion(**call)
+        else:
+            pending = litellm.acompletion(**litellm_setup.with_client(call))
+        return read_reply(await asyncio.wait_for(pending, deadline))
+
     async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
         litellm = None
         if self.pool is None:
             if not litellm_setup.is_loaded():
                 self.warm_up()  # the model loads while litellm imports
             litellm = litellm_setup.get_litellm()
+        await self._check_credentials(litellm)
         started = time.perf_counter()
         kwargs = dict(params)
         if not self.config.is_local:
             kwargs["drop_params"] = True  # e.g. top_k or seed where a provider lacks them
+            if self.config.extra:  # what the user asked for explicitly is sent, never dropped
+                kwargs["allowed_openai_params"] = sorted(self.config.extra)
             if _wants_schema(kwargs):
                 self._shape_response_format(kwargs, await self._structured_mode())
+        call = self._build_call(request, kwargs)
         model_list = self._model_list() if self.config.deployments else None
-        if model_list is not None:
-            call = {"model": "rewardctl", "messages": request.messages, "timeout": self.config.timeout, **kwargs}
-        else:
-            if self._api_key is not None:
-                kwargs["api_key"] = self._api_key
-            call = {"model": self.config.resolved_name, "messages": request.messages,
-                    "timeout": self.config.timeout, "num_retries": 0, **kwargs}
         attempts = self.config.retries + 1
         for attempt in range(attempts):
+            self.requests += 1
             try:
-                if self.pool is not None:
-                    reply = await self.pool.call(call, model_list)
-                    text, finish_reason = reply["text"], reply["finish_reason"]
-                    prompt_tokens, completion_tokens = reply["prompt_tokens"], reply["completion_tokens"]
-                else:
-                    if model_list is not None:
-                        response = await self._get_router(litellm).acompletion(**call)
-                    else:
-                        response = await litellm.acompletion(**call)
-                    choice = response.choices[0]
-                    text, finish_reason = choice.message.content or "", choice.finish_reason or "stop"
-                    usage = getattr(response, "usage", None)
-                    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-                    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                text, finish_reason, prompt_tokens, completion_tokens = await self._send(call, model_list, litellm)
                 break
             except RunError:
                 raise
             except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
-                name = _exc_name(exc)
-                cause = exc.__cause__ or exc.__context__
-                if isinstance(cause, RunError):
-                    raise cause from None
-                # litellm reports a missing key as a 500; no retry will supply one.
-                fatal = name in _FATAL or "Missing credentials" in str(exc)
-                retryable = not fatal and (_status(exc) in _RETRYABLE_STATUS or name in _RETRYABLE_NAMES)
-                stepped_down = not fatal and attempt + 1 < attempts and self._refused_response_format(call, exc)
-                if retryable or stepped_down:
-                    kind = _fault_kind(exc)
-                    self.faults[kind] = self.faults.get(kind, 0) + 1
-                if not (retryable or stepped_down) or attempt + 1 == attempts:
-                    tries = f" (after {attempt + 1} attempts)" if attempt else ""
-                    message = self._scrub(one_line(f"{name}: {exc}", 400)) + tries
-                    raise ProviderError(message, fatal=fatal) from None
+                self.failed_requests += 1
+                wait = self._after_failure(exc, call, attempt + 1 == attempts, attempt)
                 self.retried += 1
-                if not stepped_down:  # a refused response_format is asked again at once, stepped down
-                    await asyncio.sleep(self._backoff(attempt, _retry_after(exc)))
+                if wait:
+                    await asyncio.sleep(wait)
         latency = time.perf_counter() - started
         self._probing = False  # the server took this mode: later failures are faults, not refusals
-        self.requests += 1
+        self.connection_failures = 0
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
         if self._prices is False:
@@ -486,4 +604,43 @@ class LMClient:
         cost = self._cost(prompt_tokens, completion_tokens)
         self.cost_usd += cost
         return Completion(text, finish_reason, prompt_tokens, completion_tokens,
-                          cached=False, latency_s=latency, cost_usd=cost)
+                          cached=False, latency_s=latency, cost_usd=cost, requests=attempt + 1)
+
+    def _after_failure(self, exc: BaseException, call: dict[str, Any], last: bool, attempt: int) -> float:
+        """Classify a failed request: raise ProviderError when it is final, else return the wait
+        before the next attempt (0 for a refused response_format, asked again stepped down)."""
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, RunError):
+            raise cause from None
+        name = _exc_name(exc)
+        # litellm reports a missing key as a 500; no retry will supply one.
+        fatal = name in _FATAL or "Missing credentials" in str(exc)
+        kind = None if fatal else fault_kind(exc)
+        retryable = kind is not None and (_status(exc) in _RETRYABLE_STATUS or name in _RETRYABLE_NAMES
+                                          or kind in _RETRYABLE_KINDS)
+        stepped_down = not fatal and not last and self._refused_response_format(call, exc)
+        if retryable or stepped_down:
+            self.faults[kind] = self.faults.get(kind, 0) + 1
+        if kind == "connection":
+            self.connection_failures += 1
+            # A server that refused this many requests in a row, across rows, is down: each row
+            # then fails at once, and the run stops on the outage instead of backing off row by row.
+            last = last or self.connection_failures >= GIVE_UP_CONNECTIONS
+        if not (retryable or stepped_down) or last:
+            tries = f" (after {attempt + 1} attempts)" if attempt else ""
+            raise ProviderError(self._describe_failure(exc, kind, call) + tries, fatal=fatal,
+                                kind=kind if retryable else None, requests=attempt + 1) from None
+        return 0.0 if stepped_down else self._backoff(attempt, _retry_after(exc))
+
+    def _describe_failure(self, exc: BaseException, kind: str | None, call: dict[str, Any]) -> str:
+        """One line: for a connection failure, the server's URL and the network's reason; else the
+        provider's message. Never a key, never an object's repr."""
+        if kind == "connection":
+            where = call.get("api_base") or self.config.api_base or (
+                "the model.deployments servers" if self.config.deployments else f"{self.config.name}'s API")
+            text = f"cannot connect to {where}: {_network_reason(exc)}"
+        elif kind == "timeout" and isinstance(exc, TimeoutError):
+            text = f"no complete reply within model.timeout ({self.config.timeout:g} s)"
+        else:
+            text = f"{_exc_name(exc)}: {exc}"
+        return self._scrub(_OBJECT_REPR.sub("", one_line(text, 400)))

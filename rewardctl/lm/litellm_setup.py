@@ -8,6 +8,7 @@ that misses the response cache, with the offline price map, stdout redirected to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -17,6 +18,9 @@ from rewardctl.lm.local import make_provider
 
 _lock = threading.Lock()
 _litellm = None
+# OpenAI clients for the completions route, per (event loop, server, key): litellm builds a new
+# unclosed one per call there, and aiohttp then complains at exit.
+_completion_clients: dict[tuple[int, str | None, str | None, float], object] = {}
 
 
 def is_loaded() -> bool:
@@ -43,3 +47,55 @@ def get_litellm():
             ]
             _litellm = litellm
     return _litellm
+
+
+def completion_client(api_base: str | None, api_key: str | None, timeout: float):
+    """The OpenAI client to pass litellm for a ``text-completion-openai/`` call on this loop."""
+    key = (id(asyncio.get_running_loop()), api_base, api_key, timeout)
+    client = _completion_clients.get(key)
+    if client is None:
+        # litellm has imported openai already by the time a call is made.
+        import openai
+
+        client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=api_base, timeout=timeout, max_retries=0)
+        _completion_clients[key] = client
+    return client
+
+
+async def close_clients() -> None:
+    """Close the HTTP clients litellm cached on this event loop (else aiohttp prints "Unclosed
+    client session" at exit), and forget them: they are tied to a loop that is ending."""
+    if _litellm is None:
+        return
+    loop = id(asyncio.get_running_loop())
+    for key in [k for k in _completion_clients if k[0] == loop]:
+        with contextlib.suppress(Exception):
+            await _completion_clients.pop(key).close()
+    # litellm's own cleanup; it lives in a submodule not loaded by `import litellm`.
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    with contextlib.suppress(Exception):  # a client that fails to close is still forgotten
+        await close_litellm_async_clients()
+    _litellm.in_memory_llm_clients_cache.flush_cache()
+
+
+def with_client(call: dict) -> dict:
+    """``call`` (litellm.acompletion's keyword arguments), given this loop's OpenAI client when it
+    goes to the completions route."""
+    if not str(call.get("model", "")).startswith("text-completion-openai/") or "client" in call:
+        return call
+    return {**call, "client": completion_client(call.get("api_base"), call.get("api_key"),
+                                                float(call.get("timeout") or 600))}
+
+
+def missing_keys(litellm, model: str) -> list[str]:
+    """The API-key variables a hosted model needs and the environment lacks (alternatives: any one
+    will do). Other settings litellm lists (base URLs, cloud credentials that may come from a
+    profile) are not checked."""
+    try:
+        found = litellm.validate_environment(model=model)
+    except Exception:  # noqa: BLE001 (litellm raises for providers it cannot check)
+        return []
+    if found.get("keys_in_environment"):
+        return []
+    return [key for key in found.get("missing_keys") or [] if key.endswith("_API_KEY")]

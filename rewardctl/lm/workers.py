@@ -28,8 +28,15 @@ import warnings
 from typing import Any
 
 from rewardctl.errors import RunError
-from rewardctl.lm.client import _retry_after, _status
-from rewardctl.lm.litellm_setup import get_litellm
+from rewardctl.lm.client import (
+    _network_reason,
+    _retry_after,
+    _status,
+    fault_kind,
+    read_reply,
+    request_deadline,
+)
+from rewardctl.lm.litellm_setup import close_clients, get_litellm, missing_keys, with_client
 
 STREAM_LIMIT = 64 * 1024 * 1024  # a request holds whole prompts
 
@@ -37,11 +44,18 @@ STREAM_LIMIT = 64 * 1024 * 1024  # a request holds whole prompts
 class WorkerError(Exception):
     """An exception raised in a worker, described well enough to classify and retry it."""
 
-    def __init__(self, name: str, status: int | None, message: str, retry_after: float | None):
+    def __init__(self, name: str, status: int | None, message: str, retry_after: float | None,
+                 kind: str | None = None, reason: str | None = None):
         super().__init__(message)
         self.name = name
         self.status_code = status
         self.retry_after = retry_after
+        self.kind = kind  # rewardctl.lm.client.fault_kind, found where the cause chain is
+        self.reason = reason  # the network's reason, for a connection failure
+
+
+class WorkerDied(RunError):
+    """An LM worker process exited while requests were in flight."""
 
 
 class _Worker:
@@ -62,8 +76,7 @@ class _Worker:
                 if future is not None and not future.done():
                     future.set_result(reply)
         finally:
-            error = RunError(f"an LM worker process exited (code {self.process.returncode}); "
-                             "run with --workers 0 to call the model in-process")
+            error = WorkerDied(f"an LM worker process exited (code {self.process.returncode})")
             for future in self.pending.values():
                 if not future.done():
                     future.set_exception(error)
@@ -107,7 +120,7 @@ class WorkerPool:
         await asyncio.shield(self._started)
         worker = _worker or min(self._workers, key=lambda w: len(w.pending))
         if worker.reader is not None and worker.reader.done():
-            raise RunError("an LM worker process exited; run with --workers 0 to call the model in-process")
+            raise WorkerDied(f"an LM worker process exited (code {worker.process.returncode})")
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         worker.pending[request_id] = future
@@ -121,7 +134,8 @@ class WorkerPool:
     async def call(self, kwargs: dict[str, Any], router: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         reply = await self.request("call", kwargs=kwargs, router=router)
         if not reply["ok"]:
-            raise WorkerError(reply["name"], reply.get("status"), reply["message"], reply.get("retry_after"))
+            raise WorkerError(reply["name"], reply.get("status"), reply["message"], reply.get("retry_after"),
+                              reply.get("kind"), reply.get("reason"))
         return reply
 
     async def close(self) -> None:
@@ -147,8 +161,8 @@ class WorkerPool:
 # --- the worker side ------------------------------------------------------------------------------
 
 def _describe(exc: BaseException) -> dict[str, Any]:
-    return {"ok": False, "name": type(exc).__name__, "status": _status(exc),
-            "message": str(exc), "retry_after": _retry_after(exc)}
+    return {"ok": False, "name": type(exc).__name__, "status": _status(exc), "message": str(exc),
+            "retry_after": _retry_after(exc), "kind": fault_kind(exc), "reason": _network_reason(exc)}
 
 
 async def _serve(out: Any) -> None:
@@ -177,6 +191,9 @@ async def _serve(out: Any) -> None:
                     prices = None
                 reply({"id": request_id, "ok": True, "prices": prices})
                 return
+            if request["op"] == "env":
+                reply({"id": request_id, "ok": True, "missing": missing_keys(litellm, request["model"])})
+                return
             if request["op"] == "schema":
                 try:
                     supported = bool(litellm.supports_response_schema(model=request["model"]))
@@ -190,15 +207,15 @@ async def _serve(out: Any) -> None:
                 if key not in routers:
                     routers[key] = litellm.Router(model_list=request["router"], routing_strategy="simple-shuffle",
                                                   num_retries=0, allowed_fails=2, cooldown_time=5)
-                response = await routers[key].acompletion(**kwargs)
+                pending = routers[key].acompletion(**kwargs)
             else:
-                response = await litellm.acompletion(**kwargs)
-            choice = response.choices[0]
-            usage = getattr(response, "usage", None)
-            reply({"id": request_id, "ok": True, "text": choice.message.content or "",
-                   "finish_reason": choice.finish_reason or "stop",
-                   "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-                   "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)})
+                pending = litellm.acompletion(**with_client(kwargs))
+            # model.timeout bounds the whole request here too (the main process gives up at the
+            # same deadline; this frees the worker's connection).
+            text, finish_reason, prompt_tokens, completion_tokens = read_reply(
+                await asyncio.wait_for(pending, request_deadline(float(kwargs.get("timeout") or 600))))
+            reply({"id": request_id, "ok": True, "text": text, "finish_reason": finish_reason,
+                   "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
         except Exception as exc:  # noqa: BLE001 (every failure goes back to the main process)
             reply({"id": request_id, **_describe(exc)})
 
@@ -211,6 +228,7 @@ async def _serve(out: Any) -> None:
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
+    await close_clients()
 
 
 def main() -> None:

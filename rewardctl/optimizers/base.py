@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rewardctl.modelconfig import ModelConfig
 from rewardctl.records.optimize import StepScore
 from rewardctl.registry import Registry
 from rewardctl.state import Example, ProgramState
@@ -75,6 +76,12 @@ class Optimizer:
 
     def get_config(self) -> dict[str, Any]:
         return {"type": self.config.type, **self.config.model_dump(mode="json", exclude_defaults=True)}
+
+    @classmethod
+    def model_problem(cls, model: ModelConfig) -> str | None:
+        """Why this optimizer cannot run the program's ``model``, or None. rewardctl optimize
+        asks before it reads the data or calls any model."""
+        return None
 
     # --- to implement ---
     def observe(self, observations: list[Observation]) -> None:

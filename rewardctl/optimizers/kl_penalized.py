@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from rewardctl.kl import AdaptiveKLController, FixedKLController, sequence_kl
+from rewardctl.modelconfig import ModelConfig
 from rewardctl.optimizers.base import OPTIMIZERS, CandidateRunner
 from rewardctl.optimizers.random_few_shot import RandomFewShot, RandomFewShotConfig
 from rewardctl.records.optimize import StepScore
@@ -56,6 +57,18 @@ class KLPenalized(RandomFewShot):
         else:
             self.controller = FixedKLController(config.beta)
         self.reference: ProgramState | None = None
+
+    @classmethod
+    def model_problem(cls, model: ModelConfig) -> str | None:
+        """Sampling token by token from the full distribution, and scoring exactly those tokens,
+        needs the embedded model (local/) and a completion prompt (prompt_format fields)."""
+        if not model.is_local:
+            return (f"needs token-by-token sampling from the model's full distribution, which only "
+                    f"local/ models give; {model.name} is not a local/ model")
+        if model.resolved_format != "fields":
+            return (f"needs token-by-token sampling of a completion prompt (prompt_format fields); "
+                    f"{model.name} has prompt_format {model.resolved_format}")
+        return None
 
     def set_reference(self, state: ProgramState) -> None:
         self.reference = state

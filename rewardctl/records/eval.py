@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_serializer
@@ -14,7 +15,10 @@ class SeriesStats(BaseModel):
 
     count: int = Field(description="Rows with a value.")
     excluded: int = Field(0, description="Rows left out (failed predictions with on_error: exclude).")
-    unscored: int = Field(0, description="Rows the score could not grade (a judge failed), given the failure policy.")
+    ungraded: int = Field(
+        0, description="Rows with a prediction that the score could not grade (an LM judge's reply did "
+        "not parse, or its provider failed): they have no value, so they are not in count, the mean or "
+        "pass_rate; each one's predictions line says why under 'ungraded'.")
     mean: float | None
     std: float | None
     stderr: float | None
@@ -81,6 +85,7 @@ class Summary(BaseModel):
     errors: int = Field(description="Rows whose prediction failed (recorded with their error).")
     skipped: int = Field(0, description="Invalid input lines skipped with --skip-invalid.")
     error_rate: float
+    ungraded: int = Field(0, description="Rows that at least one score could not grade (see each score's 'ungraded').")
     reward: float | None = Field(description="Mean total reward (weighted mean of the rewards).")
     rewards: dict[str, float | None] = Field(description="Mean of each reward, by name.")
     metrics: dict[str, float | None] = Field(description="Mean of each metric, by name.")
@@ -92,19 +97,89 @@ class ThresholdResult(BaseModel):
     threshold: float
     value: float | None
     passed: bool
+    ungraded: int = Field(0, description="Rows the score could not grade: the value is the mean over the graded rows.")
+
+
+def _sum_faults(*parts: dict[str, int]) -> dict[str, int]:
+    faults: dict[str, int] = {}
+    for part in parts:
+        for kind, count in part.items():
+            faults[kind] = faults.get(kind, 0) + count
+    return faults
+
+
+def _sum_cost(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a + b, 12)
+
+
+class ModelUsage(BaseModel):
+    """What the scorer's own model calls cost (the LM judges'), beside the program's."""
+
+    requests: int = Field(0, description="Requests sent (cache misses), failed ones included.")
+    failed_requests: int = Field(0, description="Requests that failed, counted in requests too.")
+    cached: int = Field(0, description="Grades answered from the response cache (no request).")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = Field(0, description="Requests repeated after a transient provider failure.")
+    faults: dict[str, int] = Field(default_factory=dict, description="Transient failures seen, by kind.")
+    cost_usd: float | None = Field(0.0, description="USD spent; null when the judge model's price is unknown.")
+
+    def __add__(self, other: ModelUsage) -> ModelUsage:
+        return ModelUsage(
+            requests=self.requests + other.requests, failed_requests=self.failed_requests + other.failed_requests,
+            cached=self.cached + other.cached, prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            retries=self.retries + other.retries, faults=_sum_faults(self.faults, other.faults),
+            cost_usd=_sum_cost(self.cost_usd, other.cost_usd))
+
+    @staticmethod
+    def total(usages: Iterable[ModelUsage | None]) -> ModelUsage | None:
+        """The sum of those given; None when none is."""
+        present = [u for u in usages if u is not None]
+        if not present:
+            return None
+        out = present[0]
+        for usage in present[1:]:
+            out = out + usage
+        return out
 
 
 class Usage(BaseModel):
-    requests: int = Field(description="Requests sent to the model (cache misses).")
+    requests: int = Field(description="Requests sent to the model (cache misses), failed ones included.")
+    failed_requests: int = Field(0, description="Requests that failed (a fault, or refused), counted in requests too.")
     cached_rows: int = Field(0, description="Rows answered entirely from the response cache.")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = Field(0, description="Requests repeated after a transient provider failure.")
     faults: dict[str, int] = Field(default_factory=dict, description="Transient failures seen, by kind.")
-    resumed_rows: int = Field(0, description="Rows kept from an interrupted run (--resume).")
+    resumed_rows: int = Field(0, description="Rows kept from an interrupted run (--resume), or from a "
+                              "finished one (--retry-errors).")
     cost_usd: float | None = Field(
         0.0, description="USD spent on requests (cache hits are free), from the spec's prices or "
         "litellm's price map; null when the model's price is unknown.")
+    judge: ModelUsage | None = Field(
+        None, description="The LM judges' own calls. Their requests, failed requests, tokens, retries, "
+        "faults and cost are counted in the totals above too (cached_rows counts the program's rows only).")
+
+    def with_judge(self, judge: ModelUsage | None) -> Usage:
+        """This usage with the LM judges' calls added: to the totals, and as the ``judge`` entry."""
+        if judge is None:
+            return self
+        return self.model_copy(update={
+            "requests": self.requests + judge.requests,
+            "failed_requests": self.failed_requests + judge.failed_requests,
+            "prompt_tokens": self.prompt_tokens + judge.prompt_tokens,
+            "completion_tokens": self.completion_tokens + judge.completion_tokens,
+            "retries": self.retries + judge.retries, "faults": _sum_faults(self.faults, judge.faults),
+            "cost_usd": _sum_cost(self.cost_usd, judge.cost_usd),
+            "judge": ModelUsage.total([self.judge, judge])})
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("judge") is None:
+            data.pop("judge", None)
+        return data
 
 
 class SpecInfo(BaseModel):

@@ -249,7 +249,7 @@ class InspectReport(Report):
 
 
 class InspectSeries(BaseModel):
-    """What the plots draw: each score's raw value per row (None: failed or unscored), and each
+    """What the plots draw: each score's raw value per row (None: failed or ungraded), and each
     row's output length in characters (None: no output)."""
 
     scores: list[str]

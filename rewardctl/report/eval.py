@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from rewardctl.records.eval import EvalReport, MetricStats, SeriesStats
+from rewardctl.records.eval import EvalReport, MetricStats, SeriesStats, ThresholdResult, Usage
 from rewardctl.report.html import markdown_to_html, page
 from rewardctl.report.render import renders
 
@@ -22,6 +22,16 @@ def _ci(st: MetricStats, missing: str) -> str:
 
 def _value(st: MetricStats) -> float | None:
     return st.mean if isinstance(st, SeriesStats) else st.value
+
+
+def _mean(st: MetricStats, missing: str = "n/a") -> str:
+    """The mean, and how many rows the score could not grade (left out of it): `0.750 (2 ungraded)`."""
+    ungraded = st.ungraded if isinstance(st, SeriesStats) else 0
+    return _fmt(_value(st), missing=missing) + (f" ({ungraded} ungraded)" if ungraded else "")
+
+
+def _threshold_value(t: ThresholdResult, missing: str = "n/a") -> str:
+    return _fmt(t.value, missing=missing) + (f" ({t.ungraded} ungraded)" if t.ungraded else "")
 
 
 def _spread(st: MetricStats, missing: str = "n/a") -> list[str]:
@@ -43,20 +53,36 @@ def _header(report: EvalReport) -> list[str]:
     s = report.summary
     verdict = "PASS" if report.passed else "FAIL"
     shard = f" (shard {report.data.shard})" if report.data.shard else ""
+    extra = (f", {s.skipped} skipped" if s.skipped else "") + (f", {s.ungraded} ungraded" if s.ungraded else "")
     lines = [
         f"## rewardctl {report.kind}: {report.spec.name} ({verdict})", "", "| | |", "|---|---|",
         f"| model | `{report.spec.model}` |",
         f"| data | `{report.data.path}`{shard} |",
-        f"| rows | {s.count} ({s.errors} errors{f', {s.skipped} skipped' if s.skipped else ''}) |",
+        f"| rows | {s.count} ({s.errors} errors{extra}) |",
         f"| reward | **{_fmt(s.reward)}** ± {_fmt(report.stats.reward.stderr)} (stderr) |",
         f"| wall time | {report.wall_time_s:.1f} s |",
     ]
     if report.usage is not None:
         u = report.usage
-        lines.append(f"| requests | {u.requests} ({u.cached_rows} rows from cache) |")
+        lines.append(f"| requests | {u.requests} ({u.cached_rows} rows from cache{_judge_requests(u)}) |")
         lines.append(f"| tokens | {u.prompt_tokens} prompt, {u.completion_tokens} completion |")
-        lines.append(f"| cost | {'unknown' if u.cost_usd is None else f'${u.cost_usd:.4g}'} |")
+        lines.append(f"| cost | {_cost(u.cost_usd)}{_judge_cost(u)} |")
     return lines
+
+
+def _cost(cost: float | None) -> str:
+    return "unknown" if cost is None else f"${cost:.4g}"
+
+
+def _judge_requests(u: Usage) -> str:
+    """The LM judges' share of the requests (counted in the total too)."""
+    j = u.judge
+    return "" if j is None else f"; {j.requests} by LM judges, {j.cached} of their grades from cache"
+
+
+def _judge_cost(u: Usage) -> str:
+    j = u.judge
+    return "" if j is None else f" ({_cost(j.cost_usd)} by LM judges, {j.prompt_tokens + j.completion_tokens} tokens)"
 
 
 def _score_tables(report: EvalReport) -> list[str]:
@@ -70,7 +96,7 @@ def _score_tables(report: EvalReport) -> list[str]:
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for name, st in stats.items():
             cells = [name] + ([f"{report.weights.get(name, 1.0):g}"] if section == "rewards" else [])
-            cells += [_fmt(_value(st)), *_spread(st), _count(st)]
+            cells += [_mean(st), *_spread(st), _count(st)]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -81,7 +107,10 @@ def render_markdown(report: EvalReport) -> str:
     if report.thresholds:
         lines += ["", "### Thresholds", "", "| check | threshold | value | result |", "|---|---|---|---|"]
         for t in report.thresholds:
-            lines.append(f"| {t.name} | {t.threshold:g} | {_fmt(t.value)} | {'pass' if t.passed else '**fail**'} |")
+            lines.append(f"| {t.name} | {t.threshold:g} | {_threshold_value(t)} | {'pass' if t.passed else '**fail**'} |")
+    if report.warnings:
+        lines += ["", "### Warnings", ""]
+        lines += [f"- {warning}" for warning in report.warnings[:10]]
     if report.errors:
         lines += ["", "### First errors", ""]
         lines += [f"- row {err.index} (line {err.line}): {err.error}" for err in report.errors[:5]]
@@ -104,11 +133,11 @@ def print_summary(console: Console, report: EvalReport) -> None:
     table.add_row("[bold]reward[/bold]", "", f"[bold]{_fmt(s.reward, missing='-')}[/bold]",
                   *_spread(report.stats.reward, "-"))
     for name, st in report.stats.rewards.items():
-        table.add_row(f"  {name}", f"{report.weights.get(name, 1.0):g}", _fmt(_value(st), missing="-"),
+        table.add_row(f"  {name}", f"{report.weights.get(name, 1.0):g}", _mean(st, missing="-"),
                       *_spread(st, "-"))
     for name, st in report.stats.metrics.items():
         kind = "metric" if isinstance(st, SeriesStats) else "run metric"
-        table.add_row(f"  {name}", kind, _fmt(_value(st), missing="-"), *_spread(st, "-"))
+        table.add_row(f"  {name}", kind, _mean(st, missing="-"), *_spread(st, "-"))
     console.print(table)
     console.print(" · ".join(_summary_parts(report)))
     for warning in report.warnings[:5]:
@@ -119,7 +148,7 @@ def print_summary(console: Console, report: EvalReport) -> None:
     for t in report.thresholds:
         mark = "[green]pass[/green]" if t.passed else "[red]FAIL[/red]"
         op = "<=" if t.kind == "max_error_rate" else ">="
-        console.print(f"threshold {t.name}: {_fmt(t.value, missing='-')} {op} {t.threshold:g} {mark}")
+        console.print(f"threshold {t.name}: {_threshold_value(t, missing='-')} {op} {t.threshold:g} {mark}")
     if report.outputs:
         console.print(f"wrote {', '.join(report.outputs.values())}")
 
@@ -127,10 +156,13 @@ def print_summary(console: Console, report: EvalReport) -> None:
 def _summary_parts(report: EvalReport) -> list[str]:
     s = report.summary
     parts = [f"{s.count} rows", f"{s.errors} errors"]
+    if s.ungraded:
+        parts.append(f"{s.ungraded} ungraded")
     if s.skipped:
         parts.append(f"{s.skipped} invalid lines skipped")
     if report.usage is not None:
-        parts.append(f"{report.usage.requests} requests, {report.usage.cached_rows} rows from cache")
+        judge = f" ({report.usage.judge.requests} by LM judges)" if report.usage.judge is not None else ""
+        parts.append(f"{report.usage.requests} requests{judge}, {report.usage.cached_rows} rows from cache")
         if report.usage.cost_usd:
             parts.append(f"${report.usage.cost_usd:.4g}")
     parts.append(f"{report.wall_time_s:.1f} s")

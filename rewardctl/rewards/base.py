@@ -8,6 +8,12 @@ implement one of:
 - ``compute_batch(y_trues, y_preds, inputs)``: async, a whole batch (embeddings, reward models,
   judges); ``inputs`` holds each row's program inputs (or None) for rewards that need the prompt.
 
+A reward that cannot grade a row (an LM judge whose reply does not parse, or whose provider
+failed) returns None for it and says why in ``batch_reasons``: the row is *ungraded*, its value
+stays None (left out of the means, never a 0.0) and the reason goes into its predictions line.
+That is not a failed prediction: the failure policy (``failure_score`` or ``on_error: exclude``)
+is for rows whose prediction failed.
+
 Masks, the failure policy, value normalization and clipping are applied here, once, for every
 reward type. Every reward is built from its spec entry (a pydantic config) and saved back to the
 same plain config, so the same class serves as a reward (it enters the total reward, weighted)
@@ -29,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rewardctl.datamodel import DataModel
 from rewardctl.errors import InputError
 from rewardctl.modelconfig import ModelConfig
+from rewardctl.records.eval import ModelUsage
 from rewardctl.registry import Registry
 from rewardctl.rewards.masks import Masks, mask_problems, schema_template
 
@@ -175,11 +182,17 @@ class Reward:
         self.masks = Masks(config.in_mask, config.out_mask, config.in_mask_pattern,
                            config.out_mask_pattern)
         self.set_normalization(config.normalization)
-        self.unscored = 0  # rows with a prediction that this reward could not score
         self.parts: list[Reward] = []  # the rewards this one combines (composite, ensemble)
         # Rewards made of parts record each part's value per row of the last batch.
         self.batch_components: list[dict[str, float | None]] | None = None
         self.last_components: list[dict[str, float | None] | None] | None = None
+        # Rows compute_batch could not grade: its position in the batch -> why (an LM judge's
+        # reply did not parse); rewards made of parts also give their parts' reasons.
+        self.batch_reasons: dict[int, str] = {}
+        self.batch_part_reasons: dict[int, dict[str, str]] = {}
+        # The same for the last scored batch, by row: row -> why; row -> {part: why}.
+        self.last_ungraded: dict[int, str] = {}
+        self.last_part_ungraded: dict[int, dict[str, str]] = {}
         self._masked = self.masks.active
 
     def set_normalization(self, normalization: Normalization | None) -> None:
@@ -221,6 +234,11 @@ class Reward:
     def needs_reference(self) -> bool:
         """Whether scoring compares the output against a reference (y_true)."""
         return True
+
+    def usage(self) -> ModelUsage | None:
+        """What this reward's own model calls cost so far (an LM judge's requests, tokens, USD);
+        None: it calls no model. A reward made of parts leaves its parts to report their own."""
+        return None
 
     # --- to implement (one of) ---
     def compute(self, y_true: JSON, y_pred: JSON) -> float:
@@ -272,11 +290,14 @@ class Reward:
     async def raw_scores(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None],
                          inputs: Sequence[JSON | None] | None = None, *,
                          keep_nonfinite: bool = False) -> list[float | None]:
-        """Values before normalization and the failure policy: None for a failed prediction.
+        """Values before normalization and the failure policy: None for a failed prediction and
+        for a row the reward could not grade (``last_ungraded`` says which and why).
         A NaN or infinite value is an error, or with ``keep_nonfinite`` (inspect-rewards) kept."""
         results: list[float | None] = [None] * len(y_trues)
         self.batch_components = None  # combined rewards set their parts' values here
         self.last_components = None
+        self.batch_reasons, self.batch_part_reasons = {}, {}
+        self.last_ungraded, self.last_part_ungraded = {}, {}
         if not self._masked and None not in y_preds:  # the common case, without per-row work
             todo: list[int] | range = range(len(y_trues))
             masked_true, masked_pred = list(y_trues), list(y_preds)
@@ -291,9 +312,10 @@ class Reward:
                 self.last_components = [None] * len(y_trues)
                 for i, parts in zip(todo, self.batch_components, strict=True):
                     self.last_components[i] = parts
-            for i, value in zip(todo, values, strict=True):
-                if value is None:  # the reward could not score this row (a judge failed, say)
-                    self.unscored += 1
+            self.last_part_ungraded = {todo[k]: parts for k, parts in self.batch_part_reasons.items()}
+            for k, (i, value) in enumerate(zip(todo, values, strict=True)):
+                if value is None:  # the reward could not grade this row (a judge failed, say)
+                    self.last_ungraded[i] = self.batch_reasons.get(k) or "the reward gave no value"
                     continue
                 value = float(value)
                 if not math.isfinite(value) and not keep_nonfinite:
@@ -323,9 +345,14 @@ class Reward:
     async def score_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON | None],
                           inputs: Sequence[JSON | None] | None = None) -> list[float | None]:
         """Final values: a missing prediction (None) gets the failure policy (``failure_score``,
-        or None with ``on_error: exclude``); others are normalized and clipped."""
+        or None with ``on_error: exclude``); a row the reward could not grade stays None (see
+        ``last_ungraded``); others are normalized and clipped."""
         raw = await self.raw_scores(y_trues, y_preds, inputs)
         failed = None if self.config.on_error == "exclude" else float(self.config.failure_score)
+        ungraded = self.last_ungraded
+        if ungraded:
+            return [None if i in ungraded else failed if value is None else
+                    value if self._plain else self.transform(value) for i, value in enumerate(raw)]
         if self._plain:
             return [failed if value is None else value for value in raw]
         return [failed if value is None else self.transform(value) for value in raw]

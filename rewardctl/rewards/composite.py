@@ -51,11 +51,16 @@ class Combined(Reward):
         columns = [await part.score_batch(y_trues, y_preds, inputs) for part in self.parts]
         self.batch_components = [{part.name: col[i] for part, col in zip(self.parts, columns, strict=True)}
                                  for i in range(len(y_trues))]
+        for part in self.parts:  # a part that could not grade a row (a judge) is left out of it
+            for i, reason in part.last_ungraded.items():
+                self.batch_part_reasons.setdefault(i, {})[part.name] = reason
         out: list[float | None] = []
         for i in range(len(y_trues)):
             pairs = [(col[i], part.weight) for col, part in zip(columns, self.parts, strict=True)
                      if col[i] is not None]
             out.append(self.combine(pairs) if pairs else None)
+            if not pairs and i in self.batch_part_reasons:
+                self.batch_reasons[i] = "; ".join(f"{name}: {why}" for name, why in self.batch_part_reasons[i].items())
         return out
 
 

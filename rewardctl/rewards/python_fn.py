@@ -68,6 +68,12 @@ def load_function(spec: str, base_dir: Path, field: str) -> Any:
     return fn
 
 
+class RowError(InputError):
+    """The user's function failed on one row (raised, or returned something not a number). The
+    scorer names the row's file and line when it knows them: ``data.jsonl:7: reward 'x' raised
+    ValueError: ...``. It stops the run as any input error does (exit 2)."""
+
+
 @REWARDS.register
 class PythonReward(Reward):
     config_model = PythonConfig
@@ -89,8 +95,7 @@ class PythonReward(Reward):
             if self._is_async or inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # noqa: BLE001 (report the user's error in one line)
-            raise InputError(f"raised {one_line(f'{type(exc).__name__}: {exc}')}",
-                             field=f"reward '{self.name}' ({self.config.function})") from None
+            raise RowError(f"reward '{self.name}' raised {one_line(f'{type(exc).__name__}: {exc}')}") from None
         return result
 
     async def compute_batch(self, y_trues: Sequence[JSON], y_preds: Sequence[JSON],
@@ -111,5 +116,5 @@ class PythonReward(Reward):
 
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"returned {type(value).__name__}, not a number", field=f"reward '{name}'")
+        raise RowError(f"reward '{name}' returned {type(value).__name__}, not a number")
     return float(value)

@@ -80,7 +80,7 @@ spec("negative_max_tokens.yaml", HEAD.replace("model: openai/gpt-4o-mini", "mode
 spec("example_unknown_field.yaml", HEAD + "examples:\n  - input: {question: a}\n    output: {answr: b}\n", "examples[0].output", "a demo with an unknown output field")
 spec("example_wrong_type.yaml", HEAD + "examples:\n  - input: {question: 3}\n    output: {answer: b}\n", "examples[0].input", "a demo whose input has the wrong type")
 spec("unknown_optimizer.yaml", HEAD + "optimizer: {type: random_few_shoot}\n", "optimizer.type", "a misspelt optimizer")
-spec("optimizer_bad_option.yaml", HEAD + "optimizer: {type: random_few_shot, min_demos: 5, max_demos: 2}\n", "optimizer", "min above max")
+spec("optimizer_bad_option.yaml", HEAD + "optimizer: {type: random_few_shot, min_examples: 5, max_examples: 2}\n", "optimizer", "min above max")
 spec("secret_in_spec.yaml", HEAD.replace("model: openai/gpt-4o-mini", "model: {name: openai/gpt-4o-mini, extra: {api_key: sk-oops}}"), "model.extra", "an API key written into the spec")
 spec("python_reward_missing_file.yaml", HEAD + "rewards:\n  - {name: r, type: python, function: 'nowhere.py:score'}\n", "nowhere.py", "a python reward whose file does not exist")
 spec("python_reward_no_function.yaml", HEAD + "rewards:\n  - {name: r, type: python, function: 'json'}\n", "function", "a python reward naming no function")
