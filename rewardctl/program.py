@@ -34,6 +34,7 @@ class Signature:
     model: ModelConfig
     instructions: str | None = None
     examples: tuple[Example, ...] = ()
+    description: str | None = None  # the task in a sentence: the prompt's task line when there are no instructions
 
     def initial_state(self) -> ProgramState:
         return ProgramState(self.instructions, list(self.examples))
@@ -90,10 +91,15 @@ class Program:
     def demos(self) -> list[Demo]:
         return [Demo(e.input, e.output) for e in self.state.examples]
 
+    @property
+    def task(self) -> str | None:
+        """What the prompt opens with: the state's instructions, else the spec's description."""
+        return self.state.instructions or self.signature.description
+
     def request(self, inputs: dict[str, Any]) -> Request:
         if isinstance(self.format, JsonFormat) and self.signature.model.is_local:
-            return self.format.completion_request(self.state.instructions, self.demos, inputs)
-        return self.format.request(self.state.instructions, self.demos, inputs)
+            return self.format.completion_request(self.task, self.demos, inputs)
+        return self.format.request(self.task, self.demos, inputs)
 
     def fields_grammar(self) -> str:
         if self._grammar is None:

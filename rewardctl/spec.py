@@ -75,7 +75,9 @@ class ProgramSpec(BaseModel):
 
     version: Literal[1] = Field(SPEC_VERSION, description="Version of the spec format.")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The program's name.")
-    description: str | None = None
+    description: str | None = Field(
+        None, description="What the program does, in a sentence. With no instructions, it is the "
+        "prompt's task line.")
     model: ModelConfig = Field(default_factory=ModelConfig)
     inputs: dict[str, FieldSpec] = Field(min_length=1, description="The input data model.")
     outputs: dict[str, FieldSpec] = Field(min_length=1, description="The output data model.")
@@ -135,7 +137,8 @@ class ProgramSpec(BaseModel):
     def signature(self) -> Signature:
         """What the program layer needs of this spec (it never sees the rest)."""
         return Signature(name=self.name, inputs=self.inputs, outputs=self.outputs, model=self.model,
-                         instructions=self.instructions, examples=tuple(self.examples))
+                         instructions=self.instructions, examples=tuple(self.examples),
+                         description=self.description)
 
     def initial_state(self) -> ProgramState:
         return self.signature().initial_state()

@@ -96,3 +96,16 @@ def test_attempt_plans():
     assert plan(name="local/gemma-3-270m", max_parse_retries=4) == ["plain", "stepwise", "grammar", "grammar", "grammar"]
     assert plan(name="local/gemma-3-270m", prompt_format="json") == ["plain", "schema", "schema"]
     assert plan(name="openai/gpt-4o-mini") == ["chat", "chat", "chat"]
+
+
+def test_the_description_is_the_task_line_when_there_are_no_instructions():
+    spec = dict(SPEC, description="Count the letters.")
+    _, client = predict(spec, [" 3"])
+    assert client.requests[0].messages[0]["content"].startswith("Count the letters.")
+    _, client = predict(dict(spec, instructions="Answer with a number."), [" 3"])
+    prompt = client.requests[0].messages[0]["content"]
+    assert prompt.startswith("Answer with a number.") and "Count the letters." not in prompt
+    chat = dict(spec, model={"name": "openai/x", "api_base": "http://h/v1"})
+    _, client = predict(chat, ['{"n": 3}'])
+    assert client.requests[0].messages[0]["role"] == "system"
+    assert client.requests[0].messages[0]["content"].startswith("Count the letters.")
