@@ -75,6 +75,8 @@ def to_record(row: Row, pred: Prediction, scores: RowScores, sample: int | None,
         optional["meta"] = row.meta
     if pred.error_kind is not None:
         optional["error_kind"] = pred.error_kind
+    if scores.ungraded:
+        optional["ungraded"] = scores.ungraded
     # Built from values this process made and typed, so not validated again (a hot path).
     return PredictionRecord.model_construct(
         index=row.index, line=row.line, inputs=row.inputs, y_true=row.y_true, y_pred=pred.y_pred,
@@ -405,7 +407,8 @@ class EvalRun:
         if self.out_dir is not None:
             (self.out_dir / USAGE_FILE).unlink(missing_ok=True)  # report.json holds it now
         if self.stopped:
-            where = " (every row is in predictions.jsonl)" if self.out_dir is not None else ""
+            where = (" (every row is in predictions.jsonl; the same command with --resume asks the rows "
+                     "not run)") if self.out_dir is not None else ""
             raise RunError(f"stopped: {self.stopped[0]}{where}")
         if self.stats.rows and self.stats.errors == self.stats.rows:
             first = self.stats.error_rows[0]["error"] if self.stats.error_rows else "unknown error"
@@ -423,4 +426,5 @@ class EvalRun:
                       cached_rows=self.stats.cached_rows, prompt_tokens=client.prompt_tokens,
                       completion_tokens=client.completion_tokens, retries=client.retried,
                       faults=dict(client.faults), resumed_rows=len(self.done) - self.redone, cost_usd=cost)
+        usage = usage.with_judge(self.scorer.usage())  # the LM judges' requests, tokens and cost
         return add_usage(usage, self.usage_before)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from rewardctl.errors import InputError
 from rewardctl.io import atomic_write_bytes
-from rewardctl.records.eval import Usage
+from rewardctl.records.eval import ModelUsage, Usage
 from rewardctl.records.prediction import PredictionRecord
 
 
@@ -20,13 +20,14 @@ def load_partial(out_dir: Path, repeat: int, reopen: bool = False) -> list[Predi
     asked again has a later line, which wins). A last line cut short (kill -9 mid-write) is
     dropped, and so is an incomplete group of --repeat samples; the file is truncated to what is
     kept, so new lines append cleanly. A finished run (predictions.jsonl) is reopened when
-    ``reopen`` (--retry-errors) or when its report.json is missing (the run died between the two)."""
+    ``reopen`` (--retry-errors), when its report.json is missing (the run died between the two),
+    or when it has rows to ask again (it stopped on an outage, or rows hit transient errors)."""
     partial = out_dir / "predictions.jsonl.partial"
     if not partial.exists():
         finished = out_dir / "predictions.jsonl"
         if not finished.exists():
             raise InputError("nothing to resume: no predictions.jsonl.partial", path=str(out_dir))
-        if not reopen and (out_dir / "report.json").exists():
+        if not reopen and (out_dir / "report.json").exists() and not _any_redo(finished):
             raise InputError("this run already finished; nothing to resume (eval --retry-errors asks "
                              "its failed rows again)", path=str(out_dir))
         finished.rename(partial)
@@ -51,6 +52,13 @@ def load_partial(out_dir: Path, repeat: int, reopen: bool = False) -> list[Predi
         else:
             compact_partial(partial, drop=dropped)
     return kept[:keep]
+
+
+def _any_redo(predictions: Path) -> bool:
+    """Whether a finished run has rows --resume would ask again (it stopped on an outage or a
+    budget, or rows failed on a transient error)."""
+    with open(predictions, "rb") as lines:
+        return any(PredictionRecord.model_validate_json(line).redo_on_resume for line in lines if line.strip())
 
 
 def compact_partial(partial: Path, drop: set[tuple[int | None, int | None]] | None = None) -> None:
@@ -86,4 +94,5 @@ def add_usage(now: Usage, before: Usage | None) -> Usage:
         "requests": now.requests + before.requests, "failed_requests": now.failed_requests + before.failed_requests,
         "prompt_tokens": now.prompt_tokens + before.prompt_tokens,
         "completion_tokens": now.completion_tokens + before.completion_tokens,
-        "retries": now.retries + before.retries, "faults": faults, "cost_usd": cost})
+        "retries": now.retries + before.retries, "faults": faults, "cost_usd": cost,
+        "judge": ModelUsage.total([now.judge, before.judge])})

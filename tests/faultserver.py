@@ -3,7 +3,7 @@
 Faults (per request, drawn from a seeded generator): "timeout" (answers after `slow_s`), "429"
 (with Retry-After), "500", "503", "reset" (the connection is dropped without a reply), "malformed"
 (a 200 whose body is not JSON), "truncated" (a 200 whose JSON body is cut short). Only when
-scripted: "429_odd" (a Retry-After that is neither seconds nor a date), "empty_choices" (a 200
+scripted: "400" (the provider refuses this request), "429_odd" (a Retry-After that is neither seconds nor a date), "empty_choices" (a 200
 with no choices), "null_content" (a 200 whose message content is null), "trickle" (a 200 whose
 body arrives a few bytes at a time over `slow_s`), "huge" (a 200 reply far over max_tokens),
 "bad_utf8" (a 200 whose body is not UTF-8). Other requests get a normal reply from
@@ -122,6 +122,9 @@ class FaultServer:
                     return
                 elif fault == "malformed":
                     self._send(200, b"{this is not json")
+                    return
+                elif fault == "400":
+                    self._send(400, json.dumps({"error": {"message": "prompt too long", "type": "invalid_request_error"}}).encode())
                     return
                 elif fault == "429_odd":
                     self._send(429, json.dumps({"error": {"message": "slow down"}}).encode(), {"Retry-After": "soon"})

@@ -98,3 +98,43 @@ def _serve() -> None:
 
 if __name__ == "__main__":
     _serve()
+
+
+class Forwarder:
+    """A TCP relay on 127.0.0.1:``port`` to ``target_port``: a server that comes back at a URL
+    where nothing answered before (an outage that ends)."""
+
+    def __init__(self, port: int, target_port: int):
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.target_port = target_port
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def free_port() -> int:
+    return _free_port()

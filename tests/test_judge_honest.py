@@ -219,3 +219,18 @@ def test_eval_writes_the_reason_in_the_line_and_counts_judge_usage(tmp_path):
     assert usage["judge"]["requests"] == 3
     assert usage["requests"] == 6  # 3 program requests + 3 judge requests
     assert "(1 ungraded)" in (out / "report.md").read_text()
+
+    # Sharded, then merged: the merged report counts the shards' ungraded lines and judge usage.
+    with FaultServer(grade) as server:
+        program = {"name": "openai/program", "api_base": server.url, "retries": 0}
+        spec = judged_spec(tmp_path, server, model=program)
+        for k in (1, 2):
+            result = runner.invoke(app, ["eval", str(spec), "-d", str(data), "--out", str(tmp_path / f"s{k}"),
+                                         "--shard", f"{k}/2", "--no-cache", "-q"])
+            assert result.exit_code in (0, 1), result.stderr  # 1: a shard under the judge's threshold
+    result = runner.invoke(app, ["merge", str(spec), str(tmp_path / "s1"), str(tmp_path / "s2"),
+                                 "--out", str(tmp_path / "merged"), "--json", "-q"])
+    assert result.exit_code == 0, result.stderr
+    merged = json.loads(result.stdout)
+    assert merged["stats"]["rewards"]["judge"]["ungraded"] == 1 and merged["summary"]["ungraded"] == 1
+    assert merged["usage"]["judge"]["requests"] == 3 and merged["usage"]["requests"] == 6

@@ -160,25 +160,34 @@ def runner_eval(*args):
 
 
 def test_resume_and_retry_errors_ask_failed_rows_again_and_count_usage_across_runs(tmp_path):
+    """--resume asks a finished run's transient failures again (500s) but not a row the provider
+    refused (400); --retry-errors asks every failed row; usage adds up across the three runs."""
     out = tmp_path / "out"
-    with FaultServer(answer, script=["500", "500", None, "500"]) as server:
-        first, report = eval_json(spec(tmp_path, server.url, retries=0), "-d", data(tmp_path, 6), "--out", out,
-                                  "--concurrency", "1")
+    run = [spec(tmp_path, "URL", retries=0), "-d", data(tmp_path, 6), "--out", out, "--concurrency", "1"]
+    with FaultServer(answer, script=["500", "400", None, "500"]) as server:
+        run[0] = spec(tmp_path, server.url, retries=0)
+        first, report = eval_json(*run)
     assert first.exit_code == 0, first.stderr
-    assert [r["status"] for r in predictions(out)] == ["error", "error", "ok", "error", "ok", "ok"]
+    assert [r.get("error_kind") for r in predictions(out)] == ["http_500", "provider", None, "http_500", None, None]
     assert report["usage"]["requests"] == 6 and report["usage"]["failed_requests"] == 3
-    resumed, _ = eval_json(spec(tmp_path, server.url, retries=0), "-d", data(tmp_path, 6), "--out", out, "--resume")
-    assert resumed.exit_code == 2 and "--retry-errors" in resumed.stderr
     with FaultServer(answer) as server:
-        again, report = eval_json(spec(tmp_path, server.url, retries=0), "-d", data(tmp_path, 6), "--out", out,
-                                  "--retry-errors")
-        asked = len(server.log)
-    assert again.exit_code == 0, again.stderr
-    assert asked == 3  # only the failed rows
+        run[0] = spec(tmp_path, server.url, retries=0)
+        resumed, report = eval_json(*run, "--resume")
+        asked_by_resume = len(server.log)
+        after_resume = [r["status"] for r in predictions(out)]
+        finished, _ = eval_json(*run, "--resume")
+        retried, report_after = eval_json(*run, "--retry-errors")
+        asked_by_retry = len(server.log) - asked_by_resume
+    assert resumed.exit_code == 0, resumed.stderr
+    assert asked_by_resume == 2 and report["usage"]["resumed_rows"] == 4
+    assert after_resume == ["ok", "error", "ok", "ok", "ok", "ok"]
+    assert finished.exit_code == 2 and "--retry-errors" in finished.stderr  # nothing left for --resume
+    assert retried.exit_code == 0, retried.stderr
+    assert asked_by_retry == 1  # only the refused row
     rows = predictions(out)
     assert [r["index"] for r in rows] == list(range(6)) and all(r["status"] == "ok" for r in rows)
-    assert report["usage"]["requests"] == 9 and report["usage"]["failed_requests"] == 3
-    assert report["usage"]["resumed_rows"] == 3
+    usage = report_after["usage"]
+    assert usage["requests"] == 9 and usage["failed_requests"] == 3 and usage["faults"] == {"http_500": 2}
     assert not (out / "predictions.jsonl.partial").exists() and not (out / "usage.partial.json").exists()
 
 
