@@ -85,7 +85,7 @@ def test_odd_retry_after_is_ignored():
 
 
 @pytest.mark.parametrize("fault,kind", [("429_odd", "rate_limit"), ("empty_choices", "empty_reply"),
-                                        ("null_content", "empty_reply"), ("bad_utf8", None)])
+                                        ("null_content", "empty_reply"), ("bad_utf8", "bad_reply")])
 def test_odd_replies_are_retried(tmp_path, fault, kind):
     with FaultServer(answer, script=[fault, fault]) as server:
         out = tmp_path / "out"
@@ -93,21 +93,20 @@ def test_odd_replies_are_retried(tmp_path, fault, kind):
                                    "--concurrency", "1")
     assert result.exit_code == 0, result.stderr
     assert all(r["status"] == "ok" for r in predictions(out))
-    assert report["usage"]["retries"] == 2 and report["usage"]["failed_requests"] == 2
-    if kind:
-        assert report["usage"]["faults"] == {kind: 2}
+    usage = report["usage"]
+    assert usage["faults"][kind] == 2  # (a loaded machine may add a timeout or two)
+    assert usage["retries"] == usage["failed_requests"] == sum(usage["faults"].values())
 
 
-def test_a_trickling_body_hits_the_whole_request_deadline(tmp_path):
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_trickling_body_hits_the_whole_request_deadline(tmp_path, workers):
+    """model.timeout bounds the whole request, in-process and in an LM worker process."""
     with FaultServer(answer, script=["trickle"], slow_s=6.0) as server:
         out = tmp_path / "out"
-        started = time.monotonic()
         result, report = eval_json(spec(tmp_path, server.url, timeout=1.0), "-d", data(tmp_path, 1),
-                                   "--out", out)
-        elapsed = time.monotonic() - started
+                                   "--out", out, "--workers", workers)
     assert result.exit_code == 0, result.stderr
-    assert report["usage"]["faults"] == {"timeout": 1}
-    assert elapsed < 6.0 + 30  # it did not wait for the whole trickle... beyond the deadline
+    assert report["usage"]["faults"] == {"timeout": 1}  # without the deadline it would answer, late
 
 
 def answer_first_question(messages):
