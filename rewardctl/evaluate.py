@@ -299,6 +299,8 @@ class EvalRun:
                                          [r.inputs for r, _, _, _ in batch],
                                          where=[(r.path, r.line) for r, _, _, _ in batch])
         for (row, sample, pred, was_done), row_scores in zip(batch, scores, strict=True):
+            if not pred.ok and pred.error_kind not in (None, "unparseable"):
+                row_scores = self.scorer.unscored()  # the provider failed it: not a quality drop
             record = self._record(row, sample, pred, row_scores)
             if self.writer is not None and not was_done:
                 self.writer.write_line(record.to_line())
@@ -390,6 +392,9 @@ class EvalRun:
             self.warnings.append(f"resumed: {len(self.done) - self.redone} finished rows were kept from the earlier run")
         if self.redone:
             self.warnings.append(f"asked {self.redone} failed rows of the earlier run again")
+        if self.stats.provider_failed:
+            self.warnings.append(f"{self.stats.provider_failed} rows failed at the provider: recorded with "
+                                 "their error and left out of every score")
         outputs: dict[str, str] = {}
         if self.writer is not None:
             if self.redone:
@@ -413,6 +418,11 @@ class EvalRun:
         if self.stats.rows and self.stats.errors == self.stats.rows:
             first = self.stats.error_rows[0]["error"] if self.stats.error_rows else "unknown error"
             raise RunError(f"every row failed ({self.stats.rows}); first error: {first}")
+        failed = self.stats.provider_failed
+        if failed and self.budget is None:
+            first = next((r["error"] for r in self.stats.error_rows if not r["error"].startswith("unparseable")), "")
+            raise RunError(f"{failed} rows failed at the provider and are not scored (first: {first}); "
+                           "eval --retry-errors asks them again, --max-errors tolerates them")
         return report
 
     def _usage(self, final: bool = True) -> Usage:

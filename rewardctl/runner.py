@@ -9,7 +9,7 @@ from typing import Any
 from rewardctl.dataset import Row
 from rewardctl.errors import InputError, RunError
 from rewardctl.kl import sequence_kl
-from rewardctl.lm.client import LMClient
+from rewardctl.lm.client import GIVE_UP_CONNECTIONS, LMClient
 from rewardctl.program import Prediction, Program
 from rewardctl.prompting import ParseError
 from rewardctl.scoring import RowScores, Scorer
@@ -40,9 +40,16 @@ class Runner:
         for pred in preds:
             if pred.fatal:
                 raise RunError(f"stopped: {pred.error}")
+        unreachable = [p for p in preds if p.error_kind == "connection"]
+        if unreachable and self.client.connection_failures >= GIVE_UP_CONNECTIONS:
+            # An outage, not a quality drop: never averaged into a score.
+            raise RunError(f"stopped: {unreachable[0].error}; the server could not be reached")
         scores = await self.scorer.score([r.y_true or {} for r in rows],
                                          [p.y_pred if p.ok else None for p in preds], [r.inputs for r in rows],
                                          where=[(r.path, r.line) for r in rows])
+        # A row the provider failed is left out of every mean: an outage is not a quality drop.
+        scores = [self.scorer.unscored() if not p.ok and p.error_kind not in (None, "unparseable") else s
+                  for p, s in zip(preds, scores, strict=True)]
         return list(zip(preds, scores, strict=True))
 
     async def mean(self, state: ProgramState, rows: list[Row]) -> float:

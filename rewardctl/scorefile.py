@@ -165,6 +165,8 @@ async def score_predictions(spec: ProgramSpec, options: ScoreOptions, *, spec_pa
                                         [r.inputs for r in batch], where=[(label, r.line) for r in batch])
             for row, row_scores in zip(batch, scores, strict=True):
                 record = row.record
+                if record.provider_failed:
+                    row_scores = scorer.unscored()  # the provider failed it: not a quality drop
                 record.set_scores(row_scores.rewards, row_scores.metrics, row_scores.reward, row_scores.components,
                                   row_scores.ungraded)
                 if writer is not None:

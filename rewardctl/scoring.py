@@ -129,6 +129,10 @@ class Scorer:
                                   weighted_total(values, weights), row_parts, ungraded.get(i, {})))
         return rows
 
+    def unscored(self) -> RowScores:
+        """The scores of a row the provider failed: none (left out of every mean)."""
+        return RowScores(dict.fromkeys(self.reward_names), dict.fromkeys(self.metric_names), None)
+
     def usage(self) -> ModelUsage | None:
         """What the rewards' and metrics' own model calls cost so far (LM judges, parts of
         composites and ensembles included); None when no score calls a model."""
@@ -215,6 +219,7 @@ class RunStats:
     metrics: dict[str, Series] = field(default_factory=dict)
     components: dict[str, Series] = field(default_factory=dict)
     error_rows: list[dict[str, Any]] = field(default_factory=list)
+    provider_failed: int = 0  # rows the provider failed: recorded, never scored
     ungraded_rows: int = 0  # rows that some score could not grade
     ungraded_reasons: dict[str, str] = field(default_factory=dict)  # score -> the first row's reason
 
@@ -252,6 +257,9 @@ class RunStats:
             if series is None:
                 series = self.components[name] = Series()
             series.add(value, name in ungraded)
+        if record.provider_failed:
+            self.provider_failed += 1
+            return  # an outage is not a quality drop: run-level metrics never see the row
         for metric in self.scorer.run_metrics:
             metric.update(record.y_true or {}, record.y_pred if ok else None, record.inputs, record)
 

@@ -90,16 +90,26 @@ def test_retry_after_is_honored(tmp_path):
     assert fault == "429" and second - first >= 0.55
 
 
-def test_rows_that_still_fail_are_recorded_with_their_error(tmp_path):
+@pytest.mark.parametrize("tolerate", [False, True])
+def test_rows_that_still_fail_are_recorded_and_left_out_of_the_scores(tmp_path, tolerate):
+    """A row the provider failed after its retries is recorded with its error, scores nothing
+    (an outage is not a quality drop), and fails the run (exit 3) unless --max-errors allows it."""
     with FaultServer(answer, script=["500"] * 3) as server:
         out = tmp_path / "out"
+        budget = ["--max-errors", "1"] if tolerate else []
         result, report = eval_json(spec(tmp_path, server.url, retries=2), "-d", data(tmp_path, 4), "--out", out,
-                                   "--concurrency", "1")
-    assert result.exit_code == 0, result.stderr
+                                   "--concurrency", "1", *budget)
     rows = predictions(out)
     assert [r["status"] for r in rows] == ["error", "ok", "ok", "ok"]
     assert "InternalServerError" in rows[0]["error"] and "after 3 attempts" in rows[0]["error"]
-    assert report["summary"]["errors"] == 1
+    assert rows[0]["reward"] is None and rows[0]["rewards"] == {"em": None} and rows[0]["error_kind"] == "http_500"
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["errors"] == 1 and report["summary"]["reward"] == 1.0  # the 3 scored rows
+    if tolerate:
+        assert result.exit_code == 0, result.stderr
+    else:
+        assert result.exit_code == 3 and "1 rows failed at the provider" in result.stderr
+        assert "--retry-errors" in result.stderr
 
 
 @pytest.mark.parametrize("budget,stopped_after", [("3", 4), ("10%", 3)])

@@ -165,19 +165,21 @@ def test_resume_and_retry_errors_ask_failed_rows_again_and_count_usage_across_ru
     run = [spec(tmp_path, "URL", retries=0), "-d", data(tmp_path, 6), "--out", out, "--concurrency", "1"]
     with FaultServer(answer, script=["500", "400", None, "500"]) as server:
         run[0] = spec(tmp_path, server.url, retries=0)
-        first, report = eval_json(*run)
-    assert first.exit_code == 0, first.stderr
+        first, _ = eval_json(*run)
+    assert first.exit_code == 3 and "3 rows failed at the provider" in first.stderr  # not scored
+    report = json.loads((out / "report.json").read_text())
     assert [r.get("error_kind") for r in predictions(out)] == ["http_500", "provider", None, "http_500", None, None]
     assert report["usage"]["requests"] == 6 and report["usage"]["failed_requests"] == 3
     with FaultServer(answer) as server:
         run[0] = spec(tmp_path, server.url, retries=0)
-        resumed, report = eval_json(*run, "--resume")
+        resumed, _ = eval_json(*run, "--resume")
+        report = json.loads((out / "report.json").read_text())
         asked_by_resume = len(server.log)
         after_resume = [r["status"] for r in predictions(out)]
         finished, _ = eval_json(*run, "--resume")
         retried, report_after = eval_json(*run, "--retry-errors")
         asked_by_retry = len(server.log) - asked_by_resume
-    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.exit_code == 3 and "1 rows failed at the provider" in resumed.stderr  # the 400 stays
     assert asked_by_resume == 2 and report["usage"]["resumed_rows"] == 4
     assert after_resume == ["ok", "error", "ok", "ok", "ok", "ok"]
     assert finished.exit_code == 2 and "--retry-errors" in finished.stderr  # nothing left for --resume
@@ -205,9 +207,11 @@ def test_resume_redoes_transient_failures_of_an_interrupted_run(tmp_path):
     (out / "predictions.jsonl.partial").write_text("".join(lines))
     (out / "usage.partial.json").write_text(json.dumps({"requests": 7, "failed_requests": 5, "faults": {"connection": 5}}))
     with FaultServer(answer) as server:
-        result, report = eval_json(spec(tmp_path, server.url), "-d", data(tmp_path, 6), "--out", out, "--resume")
+        result, _ = eval_json(spec(tmp_path, server.url), "-d", data(tmp_path, 6), "--out", out, "--resume",
+                              "--max-errors", "1")  # the refused row is tolerated
         asked = sorted(json.loads(p)[-1]["content"] for p in server.prompts)
     assert result.exit_code == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
     assert len(asked) == 3 and all('"q0"' in a or '"q4"' in a or '"q5"' in a for a in asked)
     rows = predictions(out)
     assert [r["status"] for r in rows] == ["ok", "ok", "error", "ok", "ok", "ok"]
@@ -306,3 +310,35 @@ def _child_worker(parent: int) -> int | None:
         if ppid == parent and "rewardctl.lm.workers" in cmdline:
             return int(entry.name)
     return None
+
+
+def test_optimize_against_a_dead_server_stops_with_exit_3(tmp_path):
+    """An outage during optimize is not a validation score of 0.000 (it used to finish, exit 0)."""
+    from test_faults import runner
+
+    from rewardctl.cli import app
+
+    url = closed_port_url()
+    result = runner.invoke(app, ["optimize", str(spec(tmp_path, url, retries=1)), "--train", str(data(tmp_path, 8)),
+                                 "--out", str(tmp_path / "opt"), "-q"])
+    assert result.exit_code == 3, result.stderr
+    assert f"cannot connect to {url}" in result.stderr and "could not be reached" in result.stderr
+
+
+def test_score_leaves_provider_failures_out(tmp_path):
+    from test_faults import runner
+
+    from rewardctl.cli import app
+
+    lines = [{"inputs": {"question": "q1"}, "y_true": {"answer": "1"}, "y_pred": {"answer": "1"}},
+             {"inputs": {"question": "q2"}, "y_true": {"answer": "2"}, "y_pred": None, "status": "error",
+              "error": "cannot connect", "error_kind": "connection"},
+             {"inputs": {"question": "q3"}, "y_true": {"answer": "3"}, "y_pred": None, "status": "error",
+              "error": "unparseable reply: x", "error_kind": "unparseable"}]
+    predictions_file = write(tmp_path / "p.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    result = runner.invoke(app, ["score", str(spec(tmp_path, "http://unused")), "-p", str(predictions_file),
+                                 "--out", str(tmp_path / "s"), "--json", "-q"])
+    assert result.exit_code in (0, 1), result.stderr
+    rows = predictions(tmp_path / "s")
+    assert [r["reward"] for r in rows] == [1.0, None, 0.0]  # the model's failure scores 0; the outage nothing
+    assert json.loads(result.stdout)["summary"]["reward"] == 0.5

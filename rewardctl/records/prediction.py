@@ -58,6 +58,12 @@ class PredictionRecord(BaseModel):
         return self.status != "error" and self.y_pred is not None
 
     @property
+    def provider_failed(self) -> bool:
+        """The provider failed it (a fault that outlasted the retries, a refusal, a row not run):
+        not the program's quality, so it is left out of every score."""
+        return not self.ok and self.error_kind not in (None, "unparseable")
+
+    @property
     def redo_on_resume(self) -> bool:
         """A failure worth asking again when the run is resumed: a fault that may pass, an
         unparseable reply, a row not run, a setup problem since fixed; not a request the provider
