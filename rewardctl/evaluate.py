@@ -429,7 +429,7 @@ class EvalRun:
         """Usage of the whole run: this process's requests plus the earlier run's (--resume)."""
         client = self.client
         cost = client.run_cost()
-        if cost is None and final and not self.spec.model.is_served:
+        if cost is None and final:
             self.warnings.append(f"no price for {self.spec.model.name} in litellm's price map: the cost is "
                                  "unknown (set model.input_cost_per_token and model.output_cost_per_token)")
         usage = Usage(requests=client.requests, failed_requests=client.failed_requests,
