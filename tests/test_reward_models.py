@@ -122,6 +122,8 @@ def test_train_reward_head_is_seeded_split_by_prompt_and_loadable(tmp_path):
     a, b, c = (load_file(str(tmp_path / n / "head.safetensors")) for n in "abc")
     assert all((a[k] == b[k]).all() for k in a)  # same seed: identical weights
     assert not all((a[k] == c[k]).all() for k in a)  # seed 1 differs: seeds are used, 0 included
+    weights, config = tmp_path / "a" / "head.safetensors", tmp_path / "a" / "reward_model.json"
+    assert weights.stat().st_mode & 0o777 == config.stat().st_mode & 0o777  # the umask's, not 0600
     report = runs[0]
     assert report["train_pairs"] + report["val_pairs"] == 40 and report["val_pairs"] == 10  # 2 of 8 prompts
     assert report["val_accuracy"] == 1.0 and report["reward_std"] > 0

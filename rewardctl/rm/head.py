@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rewardctl.io import atomic_write_bytes
+
 FORMAT = "rewardctl-embedding-head"
 CONFIG_FILE = "reward_model.json"
 WEIGHTS_FILE = "head.safetensors"
@@ -48,10 +50,11 @@ def is_head_folder(path: Path) -> bool:
 
 def save_head(folder: Path, head, config: dict[str, Any]) -> None:
     # torch takes seconds to import: only reward models and training need it.
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(folder / WEIGHTS_FILE))
+    # Through the atomic writer: safetensors' own save_file leaves an owner-only (0600) file.
+    atomic_write_bytes(folder / WEIGHTS_FILE, save({k: v.detach().contiguous() for k, v in head.state_dict().items()}))
     (folder / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, "version": 1, **config}, indent=2) + "\n")
 
 
