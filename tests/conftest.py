@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,13 @@ def _isolated_response_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+# A shell's background job (a CI script run with &) starts with SIGINT ignored, and its children
+# inherit that, so the tests that interrupt rewardctl with SIGINT (as Ctrl-C does) would see it
+# ignored. A terminal's Ctrl-C does reach rewardctl: the suite restores that for its children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def write(path: Path, text: str) -> Path:
