@@ -27,7 +27,7 @@ from rewardctl.lm.cache import ResponseCache
 from rewardctl.lm.client import LMClient
 from rewardctl.lm.workers import WorkerDied, WorkerPool
 from rewardctl.options import EvalOptions
-from rewardctl.partial import add_usage, compact_partial, load_partial, read_usage
+from rewardctl.partial import compact_partial, load_partial, read_usage
 from rewardctl.paths import responses_dir
 from rewardctl.program import Prediction, Program
 from rewardctl.progress import Progress, ProgressCallback
@@ -437,4 +437,4 @@ class EvalRun:
                       completion_tokens=client.completion_tokens, retries=client.retried,
                       faults=dict(client.faults), resumed_rows=len(self.done) - self.redone, cost_usd=cost)
         usage = usage.with_judge(self.scorer.usage())  # the LM judges' requests, tokens and cost
-        return add_usage(usage, self.usage_before)
+        return usage.after(self.usage_before)

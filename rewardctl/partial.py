@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from rewardctl.errors import InputError
 from rewardctl.io import atomic_write_bytes
-from rewardctl.records.eval import ModelUsage, Usage
+from rewardctl.records.eval import Usage
 from rewardctl.records.prediction import PredictionRecord
 
 
@@ -80,19 +80,3 @@ def read_usage(path: Path, key: str | None = None) -> Usage | None:
         return Usage.model_validate(data[key] if key else data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def add_usage(now: Usage, before: Usage | None) -> Usage:
-    """This run's usage plus an earlier run's (resumed_rows and cached_rows are this run's own)."""
-    if before is None:
-        return now
-    faults = dict(before.faults)
-    for kind, count in now.faults.items():
-        faults[kind] = faults.get(kind, 0) + count
-    cost = None if now.cost_usd is None or before.cost_usd is None else round(now.cost_usd + before.cost_usd, 12)
-    return now.model_copy(update={
-        "requests": now.requests + before.requests, "failed_requests": now.failed_requests + before.failed_requests,
-        "prompt_tokens": now.prompt_tokens + before.prompt_tokens,
-        "completion_tokens": now.completion_tokens + before.completion_tokens,
-        "retries": now.retries + before.retries, "faults": faults, "cost_usd": cost,
-        "judge": ModelUsage.total([now.judge, before.judge])})

@@ -161,6 +161,20 @@ class Usage(BaseModel):
         None, description="The LM judges' own calls. Their requests, failed requests, tokens, retries, "
         "faults and cost are counted in the totals above too (cached_rows counts the program's rows only).")
 
+    def after(self, before: Usage | None) -> Usage:
+        """This run's usage added to an earlier run's (--resume, --retry-errors); cached_rows and
+        resumed_rows stay this run's own."""
+        if before is None:
+            return self
+        return self.model_copy(update={
+            "requests": self.requests + before.requests,
+            "failed_requests": self.failed_requests + before.failed_requests,
+            "prompt_tokens": self.prompt_tokens + before.prompt_tokens,
+            "completion_tokens": self.completion_tokens + before.completion_tokens,
+            "retries": self.retries + before.retries, "faults": _sum_faults(before.faults, self.faults),
+            "cost_usd": _sum_cost(self.cost_usd, before.cost_usd),
+            "judge": ModelUsage.total([self.judge, before.judge])})
+
     def with_judge(self, judge: ModelUsage | None) -> Usage:
         """This usage with the LM judges' calls added: to the totals, and as the ``judge`` entry."""
         if judge is None:
