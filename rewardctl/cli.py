@@ -30,6 +30,7 @@ from rewardctl.errors import (
     one_line,
 )
 from rewardctl.options import (
+    CompareOptions,
     EvalOptions,
     InspectOptions,
     OptimizeOptions,
@@ -125,22 +126,32 @@ def _run(fn):
                     "(set REWARDCTL_DEBUG=1 for the traceback)", EXIT_RUN_FAILED) from None
 
 
-def _run_report_command(spec: Path, quiet: bool, json_out: bool, out: Path | None, make_report) -> None:
+def _run_report_command(spec: Path, quiet: bool, json_out: bool, out: Path | None, make_report,
+                        junit: Path | None = None) -> None:
     """eval, score and merge: build the report from the loaded spec (``make_report(program_spec,
-    on_progress, write_report)``) under a progress bar, write its files to ``out``, print the
-    summary on stderr and, with --json, the report on stdout; exit 1 when a threshold is not met."""
+    on_progress, write_report)``) under a progress bar, write its files to ``out`` (and with
+    --junit, the JUnit XML of its rows and thresholds), print the summary on stderr and, with
+    --json, the report on stdout; exit 1 when a threshold is not met."""
     from rewardctl.console import DataChannel, progress_bar, stderr_console
+    from rewardctl.errors import InputError
     from rewardctl.outdir import claim_out_dir
     from rewardctl.report import print_summary, render_json, write_eval_outputs
+    from rewardctl.report.junit import check_junit_path, write_eval_junit
     from rewardctl.spec import load_spec
 
     def body() -> None:
+        if junit is not None and out is None:
+            raise InputError("--junit needs --out (the rows are read from its predictions.jsonl)")
         console = stderr_console()
         write = None if out is None else (lambda report: write_eval_outputs(out, report))
         with claim_out_dir(out), DataChannel() as channel:
+            if junit is not None:
+                check_junit_path(junit)
             program_spec = load_spec(spec)
             with progress_bar(console, quiet) as on_progress:
                 report = make_report(program_spec, on_progress, write)
+            if junit is not None:  # before the threshold's exit: a failing gate is what CI shows
+                write_eval_junit(junit, report)
             if not quiet:
                 print_summary(console, report)
             if json_out:
@@ -154,6 +165,9 @@ def _run_report_command(spec: Path, quiet: bool, json_out: bool, out: Path | Non
 SpecArg = Annotated[Path, typer.Argument(help="The program spec (YAML).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and nothing else).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
+JunitOpt = Annotated[Path | None, typer.Option(
+    "--junit", help="Also write JUnit XML here for CI test reports: a test case per row and per "
+    "threshold. Needs --out.", show_default=False)]
 
 
 @app.command()
@@ -214,7 +228,8 @@ def eval_command(
     cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder [default: ~/.cache/rewardctl/responses].")] = None,
     fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
-    repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k); each is a prediction line.")] = EvalOptions.repeat,
+    repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k and pass^k); each is a prediction line, and its own cache entry.")] = EvalOptions.repeat,
+    row_pass: Annotated[str, typer.Option(help="With --repeat: a row passes when its mean sample passes (mean), all its samples do (all), or any does (any).")] = EvalOptions.row_pass,
     checkpoint: Annotated[Path | None, typer.Option(help="Evaluate the learned state of an optimize checkpoint (DIR/best.json).")] = None,
     max_errors: Annotated[str | None, typer.Option(help="Error budget: stop calling the model after N failed rows, or P% of the rows (every row is still recorded).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish the interrupted run in --out: its finished rows are kept, rows that failed on a transient error (connection, timeout, 429, 5xx, unparseable reply) are asked again.")] = False,
@@ -222,6 +237,7 @@ def eval_command(
     shard: Annotated[str | None, typer.Option(help="K/N: evaluate only the K-th of N shards (rows dealt round-robin); join the shards with `rewardctl merge`.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Budget in USD: once spent, no further request starts and the run stops cleanly (every row is still recorded).")] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Processes that make the litellm calls to a remote model (0: this process) [default: one per core, up to 4, at --concurrency 32+ over 1,000+ rows; else 0].", show_default=False)] = None,
+    junit: JunitOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -237,11 +253,11 @@ def eval_command(
                               cache_dir=str(cache_dir) if cache_dir else None,
                               skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
                               max_errors=max_errors, resume=resume, retry_errors=retry_errors, shard=shard,
-                              max_cost=max_cost, workers=workers)
+                              max_cost=max_cost, workers=workers, row_pass=row_pass)
         return run_async(evaluate(program_spec, options, spec_path=str(spec), state=state,
                                   on_progress=on_progress, write_report=write_report))
 
-    _run_report_command(spec, quiet, json_out, out, make_report)
+    _run_report_command(spec, quiet, json_out, out, make_report, junit)
 
 
 @app.command("merge", epilog=EXIT_CODES_HELP)
@@ -250,6 +266,7 @@ def merge_command(
     shards: Annotated[list[Path], typer.Argument(help="The --out folders of the shards (eval --shard K/N), in any order.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Write the joined predictions.jsonl, report.json and report.md here.", show_default=False)],
     fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
+    junit: JunitOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -261,7 +278,7 @@ def merge_command(
         return run_async(merge_shards(program_spec, [str(s) for s in shards], str(out),
                                       spec_path=str(spec), fail_under=fail_under, write_report=write_report))
 
-    _run_report_command(spec, quiet, json_out, out, make_report)
+    _run_report_command(spec, quiet, json_out, out, make_report, junit)
 
 
 @app.command("score", epilog=EXIT_CODES_HELP)
@@ -275,6 +292,7 @@ def score_command(
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid lines instead of stopping.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="LM judges: bypass the response cache.")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder for LM judges.")] = None,
+    junit: JunitOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -289,7 +307,50 @@ def score_command(
         return run_async(score_predictions(program_spec, options, spec_path=str(spec),
                                            on_progress=on_progress, write_report=write_report))
 
-    _run_report_command(spec, quiet, json_out, out, make_report)
+    _run_report_command(spec, quiet, json_out, out, make_report, junit)
+
+
+COMPARE_EXIT_CODES = ("Exit codes: 0 no regression (or no gate); 1 a regression with --fail-on-regression; "
+                      "2 bad usage or input.")
+
+
+@app.command("compare", epilog=COMPARE_EXIT_CODES)
+def compare_command(
+    base: Annotated[Path, typer.Argument(help="The baseline's --out folder (eval, score or merge).", show_default=False)],
+    new: Annotated[Path, typer.Argument(help="The new run's --out folder.", show_default=False)],
+    key: Annotated[str | None, typer.Option(help="Pair rows by this field (of the inputs, y_true or the dataset's other keys) [default: a hash of the input fields].", show_default=False)] = None,
+    fail_on_regression: Annotated[float | None, typer.Option(
+        "--fail-on-regression", metavar="[MARGIN]", min=0,
+        help="Exit 1 when the total reward (or a reward or metric the spec's thresholds name) drops "
+             "significantly by more than MARGIN: the upper end of its 95% CI is below -MARGIN [MARGIN default: 0].",
+        show_default=False)] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level of the paired tests.")] = CompareOptions.alpha,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap CIs.")] = CompareOptions.seed,
+    max_flips: Annotated[int, typer.Option(help="Flipped rows listed in report.json (all are counted).")] = CompareOptions.max_flips,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write report.json, report.md and report.html here.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare two runs row by row: paired differences, CIs and tests, flipped rows; gate CI on a regression."""
+    from rewardctl.compare import run_compare
+    from rewardctl.console import DataChannel, stderr_console
+    from rewardctl.outdir import claim_out_dir
+    from rewardctl.report import print_compare, render_json, write_compare_outputs
+
+    def body() -> None:
+        options = CompareOptions(base=str(base), new=str(new), key=key, seed=seed, alpha=alpha,
+                                 margin=fail_on_regression, max_flips=max_flips, out_dir=str(out) if out else None)
+        write = None if out is None else (lambda report: write_compare_outputs(out, report))
+        with claim_out_dir(out), DataChannel() as channel:
+            report = run_compare(options, write)
+            if not quiet:
+                print_compare(stderr_console(), report)
+            if json_out:
+                channel.write(render_json(report))
+        if not report.passed:
+            raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
 
 
 @app.command("optimize", epilog=EXIT_CODES_HELP)
@@ -450,8 +511,23 @@ def train_reward_command(
     _run(body)
 
 
+def optional_margin(argv: list[str]) -> list[str]:
+    """``--fail-on-regression`` takes an optional MARGIN, which typer cannot declare: given bare
+    (last, or before another option or argument that is not a number), it means margin 0."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--fail-on-regression":
+            following = out[i + 1] if i + 1 < len(out) else None
+            try:
+                float(following or "")
+            except ValueError:
+                out.insert(i + 1, "0")
+            break
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=optional_margin(sys.argv[1:]), prog_name="rewardctl")
 
 
 if __name__ == "__main__":

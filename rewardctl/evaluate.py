@@ -404,7 +404,8 @@ class EvalRun:
         report = build_report(kind="eval", spec=self.spec, spec_path=spec_path, data_path=self.options.data,
                               stats=self.stats, read_stats=self.read_stats, scorer=self.scorer, wall=wall,
                               limit=self.options.limit, fail_under=self.options.fail_under,
-                              usage=self._usage(), outputs=outputs, warnings=self.warnings)
+                              usage=self._usage(), outputs=outputs, warnings=self.warnings,
+                              row_rule=self.options.row_pass)
         if self.options.shard is not None:
             report.data.shard = f"{self.options.shard[0]}/{self.options.shard[1]}"
         if write_report is not None:

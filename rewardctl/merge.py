@@ -140,6 +140,7 @@ async def merge_shards(spec: ProgramSpec, shard_dirs: list[str], out_dir: str, *
                           wall=max(r.wall_time_s for r in reports), limit=reports[0].data.limit,
                           fail_under=fail_under, usage=_sum_usage([r.usage for r in reports]),
                           outputs={"predictions": str(out / "predictions.jsonl")},
+                          row_rule=reports[0].repeats.row_rule if reports[0].repeats else "mean",
                           normalization=reports[0].normalization, warnings=warnings)
     report.merged_from = [str(f) for f in folders]
     if write_report is not None:

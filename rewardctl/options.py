@@ -61,12 +61,15 @@ class EvalOptions:
     shard: Shard | str | None = None  # (K, N) or "K/N": evaluate the K-th of N round-robin shards
     max_cost: float | None = None  # USD; once spent, no further call starts
     workers: int | None = None  # LM worker processes for remote models; None: auto (evaluate.lm_workers)
+    row_pass: str = "mean"  # --repeat: a row passes when its mean sample does ('mean'), all do, or any does
     budget: ErrorBudget | None = field(init=False, default=None)  # max_errors, parsed
 
     def __post_init__(self) -> None:
         if isinstance(self.shard, str):
             self.shard = parse_shard(self.shard)
         self.budget = ErrorBudget.parse(self.max_errors)
+        if self.row_pass not in ("mean", "all", "any"):
+            raise InputError("expected mean, all or any", field="--row-pass")
         if self.max_cost is not None and self.max_cost < 0:
             raise InputError("expected a budget in USD, 0 or more", field="--max-cost")
         if self.resume and self.out_dir is None:
@@ -148,3 +151,23 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.split_by not in ("prompt", "pair"):
             raise InputError("expected 'prompt' or 'pair'", field="--split-by")
+
+
+@dataclass
+class CompareOptions:
+    base: str
+    new: str
+    key: str | None = None  # None: a hash of the input fields
+    seed: int = 0
+    alpha: float = 0.05  # a test is significant below it
+    margin: float | None = None  # --fail-on-regression's margin; None: no gate
+    max_flips: int = 50  # flipped rows listed in the report (all are counted)
+    out_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise InputError("expected a number between 0 and 1", field="--alpha")
+        if self.margin is not None and self.margin < 0:
+            raise InputError("expected a margin of 0 or more (a drop the gate tolerates)", field="--fail-on-regression")
+        if self.max_flips < 0:
+            raise InputError("expected 0 or more", field="--max-flips")

@@ -13,6 +13,7 @@ from rewardctl.records.eval import (
     ErrorRow,
     EvalReport,
     LatencyStats,
+    RepeatStats,
     RunMetricStats,
     ScoreStats,
     SeriesStats,
@@ -48,7 +49,7 @@ def build_report(*, kind: str, spec: ProgramSpec, spec_path: str | None, data_pa
                  read_stats: ReadStats, scorer: Scorer, wall: float, limit: int | None,
                  fail_under: float | None, usage: Usage | None, outputs: dict[str, str],
                  normalization: dict[str, dict[str, float | str]] | None = None,
-                 warnings: list[str] | None = None) -> EvalReport:
+                 warnings: list[str] | None = None, row_rule: str = "mean") -> EvalReport:
     typed, summary = score_stats(stats)
     summary.skipped = read_stats.skipped
     thresholds = check_thresholds(summary, spec.thresholds, fail_under, typed)
@@ -74,7 +75,27 @@ def build_report(*, kind: str, spec: ProgramSpec, spec_path: str | None, data_pa
         outputs=outputs,
         normalization=normalization or {},
         warnings=warnings,
+        repeats=repeat_stats(stats, row_rule, 0.5 if typed.reward.pass_threshold is None else typed.reward.pass_threshold),
     )
+
+
+ROW_RULES = ("mean", "all", "any")
+
+
+def repeat_stats(stats: RunStats, rule: str = "mean", threshold: float = 0.5) -> RepeatStats | None:
+    """--repeat: each row's samples of the total reward, aggregated per row (None without samples)."""
+    rows = [values for values in stats.samples.values() if values]
+    if not rows:
+        return None
+    n = len(rows)
+    passes = [[v >= threshold for v in values] for values in rows]
+    row_passed = {"mean": [sum(v) / len(v) >= threshold for v in rows], "all": [all(p) for p in passes],
+                  "any": [any(p) for p in passes]}[rule]
+    return RepeatStats(
+        samples=max(len(v) for v in rows), rows=n, threshold=threshold,
+        mean=sum(sum(v) / len(v) for v in rows) / n, best=sum(max(v) for v in rows) / n,
+        all_pass=sum(all(p) for p in passes) / n, any_pass=sum(any(p) for p in passes) / n,
+        row_rule=rule, row_pass_rate=sum(row_passed) / n)
 
 
 def ungraded_warnings(stats: RunStats, typed: ScoreStats) -> list[str]:

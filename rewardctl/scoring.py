@@ -222,6 +222,7 @@ class RunStats:
     provider_failed: int = 0  # rows the provider failed: recorded, never scored
     ungraded_rows: int = 0  # rows that some score could not grade
     ungraded_reasons: dict[str, str] = field(default_factory=dict)  # score -> the first row's reason
+    samples: dict[int, list[float]] = field(default_factory=dict)  # --repeat: row index -> its total rewards
 
     def __post_init__(self) -> None:
         self.rewards = {name: Series() for name in self.scorer.reward_names}
@@ -248,6 +249,8 @@ class RunStats:
             for name, reason in ungraded.items():
                 self.ungraded_reasons.setdefault(name, reason)
         self.total.add(record.reward, bool(ungraded))
+        if record.sample is not None and record.reward is not None:
+            self.samples.setdefault(record.index if record.index is not None else -1, []).append(record.reward)
         for name, value in record.rewards.items():
             self.rewards[name].add(value, name in ungraded)
         for name, value in record.metrics.items():

@@ -280,6 +280,8 @@ class LMClient:
         the provider instead of replaying the reply that failed, and a rerun replays both."""
         params = self.params(request, grammar=grammar, response_format=response_format,
                              overrides=overrides)
+        if sample:  # --repeat: each sample its own seed (a fixed seed would repeat one sample)
+            params["seed"] = params.get("seed", 0) + sample
         key = None
         if self.cache is not None and use_cache:
             payload = {"model": self.config.resolved_name, "messages": request.messages,

@@ -1,6 +1,8 @@
 """pass_at_k: the chance that at least one of k samples of an example passes, estimated
 without bias from n >= k samples with c passes: 1 - C(n - c, k) / C(n, k) (Chen et al., 2021),
-averaged over examples. Samples of one example are the rows that share its inputs and reference
+averaged over examples. pass_hat_k (pass^k): the chance that all k samples pass, C(c, k) / C(n, k)
+(Yao et al., 2024, tau-bench): the reliability a user sees when asking k times; each reports the
+other beside it. Samples of one example are the rows that share its inputs and reference
 (`rewardctl eval --repeat N`, or a dataset that repeats rows)."""
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """All of k samples drawn (without replacement) from n, c of which pass, pass."""
+    return comb(c, k) / comb(n, k)
+
+
 @METRICS.register
 class PassAtK(RunMetric):
     config_model = PassAtKConfig
+    estimator = "pass_at_k"  # which of the two estimates is the metric's value
 
     def __init__(self, config, context=None):
         super().__init__(config, context)
@@ -62,6 +70,20 @@ class PassAtK(RunMetric):
                                    "samples": sum(n for n, _ in self.groups.values())}
         if not usable:
             return None, details
-        value = sum(pass_at_k(n, c, k) for n, c in usable) / len(usable)
+        details["pass_at_k"] = sum(pass_at_k(n, c, k) for n, c in usable) / len(usable)
+        details["pass_hat_k"] = sum(pass_hat_k(n, c, k) for n, c in usable) / len(usable)
+        value = details[self.estimator]
         details["value"] = value
         return value, details
+
+
+class PassHatKConfig(PassAtKConfig):
+    type: Literal["pass_hat_k"] = "pass_hat_k"  # type: ignore[assignment]
+
+
+@METRICS.register
+class PassHatK(PassAtK):
+    """pass^k: the chance that all k samples of an example pass (pass@k beside it in the details)."""
+
+    config_model = PassHatKConfig
+    estimator = "pass_hat_k"

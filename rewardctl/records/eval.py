@@ -112,6 +112,21 @@ def _sum_cost(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a + b, 12)
 
 
+class RepeatStats(BaseModel):
+    """eval --repeat N: each row's samples of the total reward, aggregated per row."""
+
+    samples: int = Field(description="Samples per row (the most any row has).")
+    rows: int = Field(description="Rows with at least one scored sample.")
+    threshold: float = Field(description="A sample passes at or above this (the total reward's pass threshold).")
+    mean: float | None = Field(description="Mean over rows of each row's mean sample.")
+    best: float | None = Field(description="Mean over rows of each row's best sample (best-of-N).")
+    all_pass: float | None = Field(description="Share of rows whose every sample passes (pass^N, as run).")
+    any_pass: float | None = Field(description="Share of rows with at least one passing sample (pass@N, as run).")
+    row_rule: Literal["mean", "all", "any"] = Field(
+        "mean", description="When a row passes across its samples: its mean sample passes, all do, or any does.")
+    row_pass_rate: float | None = Field(description="Share of rows that pass by row_rule.")
+
+
 class ModelUsage(BaseModel):
     """What the scorer's own model calls cost (the LM judges'), beside the program's."""
 
@@ -243,3 +258,11 @@ class EvalReport(Report):
     skipped_examples: list[str] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
     merged_from: list[str] = Field(default_factory=list, description="The shard folders `rewardctl merge` joined.")
+    repeats: RepeatStats | None = Field(None, description="eval --repeat N: the samples aggregated per row.")
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("repeats") is None:
+            data.pop("repeats", None)
+        return data

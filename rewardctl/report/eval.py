@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rewardctl.records.eval import EvalReport, MetricStats, SeriesStats, ThresholdResult, Usage
-from rewardctl.report.html import markdown_to_html, page
+from rewardctl.report.page import eval_page
 from rewardctl.report.render import renders
 
 
@@ -62,12 +62,22 @@ def _header(report: EvalReport) -> list[str]:
         f"| reward | **{_fmt(s.reward)}** ± {_fmt(report.stats.reward.stderr)} (stderr) |",
         f"| wall time | {report.wall_time_s:.1f} s |",
     ]
+    if report.repeats is not None:
+        lines.append(f"| repeats | {repeats_line(report)} |")
     if report.usage is not None:
         u = report.usage
         lines.append(f"| requests | {u.requests} ({u.cached_rows} rows from cache{_judge_requests(u)}) |")
         lines.append(f"| tokens | {u.prompt_tokens} prompt, {u.completion_tokens} completion |")
         lines.append(f"| cost | {_cost(u.cost_usd)}{_judge_cost(u)} |")
     return lines
+
+
+def repeats_line(report: EvalReport) -> str:
+    r = report.repeats
+    assert r is not None
+    return (f"{r.samples} samples of {r.rows} rows: mean {_fmt(r.mean)}, best-of-{r.samples} {_fmt(r.best)}, "
+            f"all pass (pass^{r.samples}) {_fmt(r.all_pass)}, any passes (pass@{r.samples}) {_fmt(r.any_pass)}; "
+            f"rows passing ({r.row_rule} sample >= {r.threshold:g}) {_fmt(r.row_pass_rate)}")
 
 
 def _cost(cost: float | None) -> str:
@@ -119,7 +129,9 @@ def render_markdown(report: EvalReport) -> str:
 
 @renders(EvalReport, "html")
 def render_html(report: EvalReport) -> str:
-    return page(f"rewardctl {report.kind}: {report.spec.name}", markdown_to_html(render_markdown(report)))
+    """report.html: the Markdown summary, each score's distribution and every row of the
+    predictions file the report names, in a table that sorts and filters (rewardctl.report.page)."""
+    return eval_page(report, render_markdown(report))
 
 
 def print_summary(console: Console, report: EvalReport) -> None:
@@ -140,6 +152,8 @@ def print_summary(console: Console, report: EvalReport) -> None:
         table.add_row(f"  {name}", kind, _mean(st, missing="-"), *_spread(st, "-"))
     console.print(table)
     console.print(" · ".join(_summary_parts(report)))
+    if report.repeats is not None:
+        console.print(f"repeats: {repeats_line(report)}", highlight=False)
     for warning in report.warnings[:5]:
         console.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
     for err in report.errors[:3]:

@@ -1,0 +1,322 @@
+"""The interactive report.html: one self-contained file (inline CSS and script, no network, no
+CDN) with the summary, each score's distribution and every row in a table that sorts, filters
+and opens a row's details (inputs, y_true beside y_pred with the differing fields marked, the raw
+reply and the error).
+
+:func:`interactive_page` is generic: it takes :class:`RowView` rows, so ``compare`` builds its page
+with it too (a row there carries the base run's prediction in ``y_pred_base``). :func:`eval_page`
+is the page of an eval, score or merge report, its rows read back from predictions.jsonl.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rewardctl.records.eval import EvalReport, SeriesStats
+from rewardctl.records.prediction import PredictionRecord
+from rewardctl.report.html import markdown_to_html
+
+JSON = dict[str, Any]
+STATUSES = ("fail", "error", "ungraded", "pass")  # the order of the status filter
+PAGE_ROWS = 200  # rows the table adds at a time ("show more")
+CLIP = 4000  # longer strings in the page are clipped (predictions.jsonl keeps them whole)
+BINS = 20
+TOTAL = "reward"  # the total reward's name among the scores
+
+
+@dataclass
+class RowView:
+    """One row of the table. ``scores``: the total reward first, then each reward and metric by
+    name (None: no value). ``y_pred_base``: the base run's prediction (compare), shown beside
+    y_pred with the fields that changed marked. ``extra``: free labels, one column each
+    (compare's ``'flip': 'pass -> fail'``)."""
+
+    key: str
+    index: int | None
+    status: str
+    scores: dict[str, float | None]
+    inputs: JSON | None = None
+    y_true: JSON | None = None
+    y_pred: JSON | None = None
+    y_pred_base: JSON | None = None
+    raw: str | None = None
+    error: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown row status {self.status!r} (one of {', '.join(STATUSES)})")
+
+
+def field_diffs(reference: JSON | None, other: JSON | None, *, both_ways: bool = False) -> list[str]:
+    """The fields of ``reference`` whose value ``other`` does not match (missing counts);
+    ``both_ways``: the fields only ``other`` has count too. Nothing when either side is None."""
+    if reference is None or other is None:
+        return []
+    names = list(reference) + ([k for k in other if k not in reference] if both_ways else [])
+    return [k for k in names if k not in other or k not in reference or other[k] != reference[k]]
+
+
+# --- the page ---
+
+
+@cache
+def _assets() -> tuple[str, str]:
+    here = files("rewardctl.report")
+    return (here / "page.css").read_text(encoding="utf-8"), (here / "page.js").read_text(encoding="utf-8")
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= CLIP else value[:CLIP] + f"\u2026 [clipped: {len(value):,} characters]"
+    if isinstance(value, dict):
+        return {k: _clip(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _score(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _row_data(row: RowView, score_names: list[str]) -> JSON:
+    """The row as the page's script reads it (short keys: 10,000 rows stay small)."""
+    out: JSON = {"k": row.key, "s": row.status, "v": [_score(row.scores.get(n)) for n in score_names]}
+    optional = {"i": row.index, "in": _clip(row.inputs), "t": _clip(row.y_true), "p": _clip(row.y_pred),
+                "b": _clip(row.y_pred_base), "r": _clip(row.raw), "e": _clip(row.error), "x": row.extra or None,
+                "d": field_diffs(row.y_true, row.y_pred) or None,
+                "db": field_diffs(row.y_true, row.y_pred_base) or None,
+                "dc": (field_diffs(row.y_pred_base, row.y_pred, both_ways=True) or None)
+                if row.y_pred_base is not None else None}
+    out.update((k, v) for k, v in optional.items() if v is not None)
+    return out
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '<', '>' or '&' (so no '</script>' and no '<!--')."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _bins(values: list[float]) -> tuple[float, float, list[int]]:
+    lo, hi = min(values), max(values)
+    if lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
+    if hi == lo:
+        return lo, hi, [len(values)]
+    counts = [0] * BINS
+    width = (hi - lo) / BINS
+    for v in values:
+        counts[min(int((v - lo) / width), BINS - 1)] += 1
+    return lo, hi, counts
+
+
+def histogram_svg(index: int, name: str, values: list[float], missing: int, threshold: float | None) -> str:
+    """A small inline SVG histogram of one score; a bar, clicked, filters the table to its range."""
+    label = html.escape(name)
+    note = f", {missing:,} without a value" if missing else ""
+    if not values:
+        return f'<figure class="hist"><figcaption>{label}: no values{note}</figcaption></figure>'
+    width, height = 240.0, 80.0
+    lo, hi, counts = _bins(values)
+    top, step = max(counts), width / len(counts)
+    parts = [f'<svg viewBox="-2 -12 {width + 4:g} {height + 26:g}" width="{width + 4:g}" height="{height + 26:g}" '
+             f'role="img" aria-label="distribution of {label}">']
+    for k, count in enumerate(counts):
+        a, b = lo + (hi - lo) * k / len(counts), lo + (hi - lo) * (k + 1) / len(counts)
+        bar = height * count / top
+        parts.append(f'<rect class="bar" data-score="{index}" data-lo="{a:.6g}" data-hi="{b:.6g}" x="{k * step:.1f}" '
+                     f'y="{height - bar:.1f}" width="{max(step - 1, 1):.1f}" height="{bar:.1f}">'
+                     f"<title>{a:.3g} to {b:.3g}: {count:,} rows</title></rect>")
+    if threshold is not None and lo <= threshold <= hi and hi > lo:
+        x = width * (threshold - lo) / (hi - lo)
+        parts.append(f'<line class="threshold" x1="{x:.1f}" x2="{x:.1f}" y1="-8" y2="{height}">'
+                     f"<title>pass threshold {threshold:g}</title></line>")
+    parts.append(f'<text x="0" y="{height + 12:g}">{lo:.3g}</text>'
+                 f'<text x="{width:g}" y="{height + 12:g}" text-anchor="end">{hi:.3g}</text>'
+                 f'<text x="0" y="-2">{top:,}</text></svg>')
+    mean = sum(values) / len(values)
+    caption = f"{label}: mean {mean:.3f} over {len(values):,} rows{note}"
+    return f'<figure class="hist">{"".join(parts)}<figcaption>{caption}</figcaption></figure>'
+
+
+def _columns(score_names: list[str], extras: list[str], compare: bool) -> list[tuple[str, str]]:
+    """(data-col, label) of each column of the table; the script fills the cells in this order."""
+    predictions = [("t", "y_true"), ("b", "y_pred (base)"), ("p", "y_pred (new)")] if compare else \
+        [("t", "y_true"), ("p", "y_pred")]
+    return [("key", "row"), ("status", "status"), *((f"score:{j}", n) for j, n in enumerate(score_names)),
+            *((f"extra:{j}", n) for j, n in enumerate(extras)), ("in", "inputs"), *predictions, ("e", "error")]
+
+
+def _filters(score_names: list[str], counts: dict[str, int]) -> str:
+    boxes = "".join(f'<label><input type="checkbox" name="status" value="{s}" checked> {s} '
+                    f'<span class="n">({counts.get(s, 0):,})</span></label>' for s in STATUSES)
+    ranges = "".join(f'<label>{html.escape(n)} <input id="min-{j}" type="number" step="any" placeholder="min" '
+                     f'aria-label="{html.escape(n)} min"> to <input id="max-{j}" type="number" step="any" '
+                     f'placeholder="max" aria-label="{html.escape(n)} max"></label>' for j, n in enumerate(score_names))
+    return (f'<form id="filters" autocomplete="off"><fieldset><legend>status</legend>{boxes}</fieldset>'
+            '<fieldset><legend>text in inputs, y_true, y_pred, error, raw reply</legend>'
+            '<input id="search" type="search" placeholder="search" aria-label="search"></fieldset>'
+            f'<fieldset><legend>score ranges (inclusive)</legend>{ranges}</fieldset>'
+            '<button type="button" id="clear">reset</button></form>')
+
+
+def _table(columns: list[tuple[str, str]], total: int) -> str:
+    head = "".join(f'<th data-col="{col}" tabindex="0" title="sort by {html.escape(label)}">{html.escape(label)}</th>'
+                   for col, label in columns)
+    return (f'<p id="count" aria-live="polite">showing {total:,} of {total:,} rows</p>'
+            f'<div class="table-wrap"><table id="rows"><thead><tr>{head}</tr></thead><tbody></tbody></table></div>'
+            '<p id="paging"><span id="on-screen"></span><button type="button" id="more" hidden>show more</button>'
+            '<button type="button" id="all" hidden>show all</button></p>'
+            "<noscript><p>The row table needs JavaScript; predictions.jsonl holds every row.</p></noscript>")
+
+
+@dataclass
+class _Collected:
+    rows: list[JSON]
+    values: dict[str, list[float]]
+    missing: dict[str, int]
+    counts: dict[str, int]
+    extras: list[str]
+    compare: bool
+
+
+def _collect(rows: Iterable[RowView], score_names: list[str]) -> _Collected:
+    got = _Collected([], {n: [] for n in score_names}, dict.fromkeys(score_names, 0), {}, [], False)
+    for row in rows:
+        got.rows.append(_row_data(row, score_names))
+        got.counts[row.status] = got.counts.get(row.status, 0) + 1
+        got.compare = got.compare or row.y_pred_base is not None
+        got.extras += [k for k in row.extra if k not in got.extras]
+        for name in score_names:
+            value = _score(row.scores.get(name))
+            if value is None:
+                got.missing[name] += 1
+            else:
+                got.values[name].append(value)
+    return got
+
+
+def interactive_page(title: str, summary_markdown: str, rows: Iterable[RowView], score_names: list[str],
+                     pass_thresholds: dict[str, float]) -> str:
+    """One HTML file, nothing to fetch: the summary (Markdown, rendered), a histogram per score
+    (the pass threshold marked), and the rows in a table (failed and errored rows first) that
+    sorts by any column, filters by status, score ranges and text, and opens a row's details."""
+    return _page(title, summary_markdown, _collect(rows, score_names), score_names, pass_thresholds)
+
+
+def _page(title: str, summary_markdown: str, got: _Collected, score_names: list[str],
+          pass_thresholds: dict[str, float]) -> str:
+    css, script = _assets()
+    hists = "".join(histogram_svg(j, n, got.values[n], got.missing[n], pass_thresholds.get(n))
+                    for j, n in enumerate(score_names))
+    data = {"scores": score_names, "thresholds": pass_thresholds, "extras": got.extras, "compare": got.compare,
+            "page": PAGE_ROWS, "rows": got.rows}
+    policy = (f"default-src 'none'; style-src {_csp_hash(css)}; script-src {_csp_hash(script)}; "
+              "img-src data:; form-action 'none'; base-uri 'none'")
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title><style>{css}</style></head><body>\n"
+            f'<section id="summary">{markdown_to_html(summary_markdown)}</section>\n'
+            f'<section id="distributions"><h3>Distributions</h3><div class="hists">{hists}</div></section>\n'
+            f'<section id="rows-section"><h3>Rows</h3>{_filters(score_names, got.counts)}'
+            f"{_table(_columns(score_names, got.extras, got.compare), len(got.rows))}</section>\n"
+            f'<script type="application/json" id="rows-data">{script_json(data)}</script>\n'
+            f"<script>{script}</script>\n</body></html>\n")
+
+
+# --- eval, score and merge: the rows of predictions.jsonl ---
+
+
+def row_status(record: PredictionRecord, threshold: float = 0.5) -> str:
+    """'error': the prediction failed; 'ungraded': no total reward; else 'pass' or 'fail' by the
+    total reward against ``threshold``."""
+    if not record.ok:
+        return "error"
+    if record.reward is None:
+        return "ungraded"
+    return "pass" if record.reward >= threshold else "fail"
+
+
+def eval_score_names(report: EvalReport) -> list[str]:
+    """The per-row scores: the total reward, each reward, each per-example metric."""
+    return [TOTAL, *report.stats.rewards,
+            *(n for n, st in report.stats.metrics.items() if isinstance(st, SeriesStats))]
+
+
+def eval_thresholds(report: EvalReport) -> dict[str, float]:
+    stats: dict[str, Any] = {TOTAL: report.stats.reward, **report.stats.rewards, **report.stats.metrics}
+    out = {n: st.pass_threshold for n, st in stats.items()
+           if isinstance(st, SeriesStats) and st.pass_threshold is not None}
+    out.setdefault(TOTAL, 0.5)
+    return out
+
+
+def prediction_row(record: PredictionRecord, position: int, score_names: list[str], threshold: float = 0.5) -> RowView:
+    """A predictions line as a row of the table; ``position``: its place in the file."""
+    index = record.index if record.index is not None else position
+    key = str(index) if record.sample is None else f"{index}#{record.sample}"
+    scores: dict[str, float | None] = {TOTAL: record.reward}
+    for name in score_names[1:]:
+        scores[name] = record.rewards[name] if name in record.rewards else record.metrics.get(name)
+    extra = {"error kind": record.error_kind} if record.error_kind else {}
+    if record.ungraded:
+        extra["ungraded"] = "; ".join(f"{k}: {v}" for k, v in record.ungraded.items())
+    return RowView(key=key, index=record.index, status=row_status(record, threshold), scores=scores,
+                   inputs=record.inputs, y_true=record.y_true, y_pred=record.y_pred, raw=record.raw,
+                   error=record.error, extra=extra)
+
+
+def read_prediction_rows(path: str | Path, score_names: list[str], threshold: float = 0.5,
+                         unreadable: list[int] | None = None) -> Iterator[RowView]:
+    """The rows of a predictions file, streamed; the numbers of lines that do not parse go to
+    ``unreadable`` (when given) and are left out."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = PredictionRecord.model_validate_json(line)
+            except ValidationError:
+                if unreadable is not None:
+                    unreadable.append(number)
+                continue
+            yield prediction_row(record, number - 1, score_names, threshold)
+
+
+def eval_page(report: EvalReport, summary_markdown: str) -> str:
+    """report.html of an eval, score or merge: the summary and the rows of the predictions file
+    the report names (``outputs['predictions']``, streamed); the summary alone when it names none."""
+    names, thresholds = eval_score_names(report), eval_thresholds(report)
+    path = report.outputs.get("predictions")
+    unreadable: list[int] = []
+    rows: Iterable[RowView] = ()
+    if path and Path(path).is_file():
+        rows = read_prediction_rows(path, names, thresholds[TOTAL], unreadable)
+    else:
+        summary_markdown += "\nThe report names no predictions file (no `--out`): the rows are not shown.\n"
+    got = _collect(rows, names)
+    if unreadable:
+        summary_markdown += (f"\n{len(unreadable):,} lines of `{path}` could not be read and are not shown "
+                             f"(first: line {unreadable[0]}).\n")
+    return _page(f"rewardctl {report.kind}: {report.spec.name}", summary_markdown, got, names, thresholds)
