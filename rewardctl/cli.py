@@ -328,6 +328,7 @@ def compare_command(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap CIs.")] = CompareOptions.seed,
     max_flips: Annotated[int, typer.Option(help="Flipped rows listed in report.json (all are counted).")] = CompareOptions.max_flips,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write report.json, report.md and report.html here.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML here: a test case per paired row (a failure when it went pass -> fail) and per score (a failure when a gated score regressed).", show_default=False)] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -336,13 +337,15 @@ def compare_command(
     from rewardctl.console import DataChannel, stderr_console
     from rewardctl.outdir import claim_out_dir
     from rewardctl.report import print_compare, render_json, write_compare_outputs
+    from rewardctl.report.junit import check_junit_path
 
     def body() -> None:
         options = CompareOptions(base=str(base), new=str(new), key=key, seed=seed, alpha=alpha,
                                  margin=fail_on_regression, max_flips=max_flips, out_dir=str(out) if out else None)
-        write = None if out is None else (lambda report: write_compare_outputs(out, report))
         with claim_out_dir(out), DataChannel() as channel:
-            report = run_compare(options, write)
+            if junit is not None:
+                check_junit_path(junit)
+            report = run_compare(options, lambda report, pairs: write_compare_outputs(out, report, pairs, junit))
             if not quiet:
                 print_compare(stderr_console(), report)
             if json_out:

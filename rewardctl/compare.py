@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist, pstdev
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -72,6 +72,15 @@ class Run:
     rows: dict[str, RowAgg]
     lines: int
     repeated_inputs: int = 0  # keys with several lines that are not --repeat samples
+
+
+@dataclass
+class PairedRow:
+    """A row found on both sides, with both sides' lines aggregated (for the reports' row tables)."""
+
+    key: str
+    base: RowAgg
+    new: RowAgg
 
 
 def score_value(record: PredictionRecord, group: str, name: str) -> float | None:
@@ -310,7 +319,8 @@ def _warnings(base: Run, new: Run, report: CompareReport) -> list[str]:
     return out
 
 
-def compare_runs(options: CompareOptions) -> CompareReport:
+def compare_runs(options: CompareOptions) -> tuple[CompareReport, list[PairedRow]]:
+    """The report, and every paired row (new's order) for the reports that show them all."""
     base, new = load_run(options.base, options.key), load_run(options.new, options.key)
     keys = [k for k in new.rows if k in base.rows]
     base_names = {x for x in score_names(base.report)}
@@ -333,12 +343,14 @@ def compare_runs(options: CompareOptions) -> CompareReport:
     report.regression = any(s.regression for s in scores)
     report.passed = options.margin is None or not report.regression
     report.warnings = _warnings(base, new, report)
-    return report
+    return report, [PairedRow(k, base.rows[k], new.rows[k]) for k in keys]
 
 
-def run_compare(options: CompareOptions, write_report: Any = None) -> CompareReport:
-    """Compare, then hand the report to ``write_report`` (the command line's writer) when given."""
-    report = compare_runs(options)
+def run_compare(options: CompareOptions,
+                write_report: Callable[[CompareReport, list[PairedRow]], None] | None = None) -> CompareReport:
+    """Compare, then hand the report and the paired rows to ``write_report`` (the command line's
+    writer of report files and JUnit) when given."""
+    report, pairs = compare_runs(options)
     if write_report is not None:
-        write_report(report)
+        write_report(report, pairs)
     return report

@@ -38,8 +38,9 @@ def _load_report(folder: Path) -> EvalReport:
         raise InputError(f"not a rewardctl report: {str(exc).splitlines()[0]}", path=str(path)) from None
 
 
-def _records(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
-    last = -1
+def _records(path: Path) -> Iterator[tuple[tuple[int, int], PredictionRecord]]:
+    """The shard's records with their (index, sample) order key; --repeat samples share an index."""
+    last = (-1, -1)
     for line_no, obj in iter_json_objects(str(path)):
         try:
             record = PredictionRecord.model_validate(obj)
@@ -48,12 +49,11 @@ def _records(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
             field = ".".join(str(part) for part in error["loc"]) or None
             raise InputError(f"not an eval prediction: {error['msg']}", path=str(path), line=line_no,
                              field=field) from None
-        index = record.index
-        if index is None or index <= last:
-            raise InputError("expected rows in increasing 'index' order (eval's predictions.jsonl)",
+        if record.index is None or (record.index, record.sample or 0) <= last:
+            raise InputError("expected rows in increasing 'index' (and 'sample') order (eval's predictions.jsonl)",
                              path=str(path), line=line_no, field="index")
-        last = index
-        yield index, record
+        last = (record.index, record.sample or 0)
+        yield last, record
 
 
 def _sum_usage(usages: list[Usage | None]) -> Usage | None:

@@ -10,6 +10,7 @@ from rewardctl.cli import app, optional_margin
 from rewardctl.report.comment import GITHUB_COMMENT_LIMIT, fit_comment
 
 from conftest import MINIMAL_SPEC, write
+from conftest import ROOT
 
 runner = CliRunner()
 SPEC = MINIMAL_SPEC + """\
@@ -185,3 +186,22 @@ def test_fit_comment_stays_under_githubs_limit():
     text = fit_comment(render, 1000)
     assert len(text) < GITHUB_COMMENT_LIMIT and text.count("| row") > 60
     assert len(fit_comment(lambda rows: "y\n" * 100_000, 0)) < GITHUB_COMMENT_LIMIT
+
+
+def test_junit_has_a_case_per_paired_row_and_per_score(tmp_path):
+    import xmlschema
+
+    base = run_folder(tmp_path, "base", right(20))
+    new = run_folder(tmp_path, "new", [None] + ["wrong"] * 7 + right(20)[8:])
+    junit = tmp_path / "j" / "compare.xml"
+    junit.parent.mkdir()
+    result, _ = compare(base, new, "--junit", junit, "--fail-on-regression")
+    assert result.exit_code == 1
+    schema = xmlschema.XMLSchema(str(ROOT / "tests" / "data" / "junit-10.xsd"))
+    schema.validate(str(junit))
+    text = junit.read_text()
+    assert text.count("<testcase ") == 20 + 3  # rows, then reward, em, overlap
+    assert 'name="score reward"' in text and "regression" in text
+    assert text.count("<error ") == 1 and "reward 1.000 -&gt; 0.000 (pass -&gt; fail)" in text
+    result, _ = compare(base, new, "--junit", tmp_path / "no" / "dir" / "x.xml")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr

@@ -19,6 +19,7 @@ from rewardctl.records.eval import EvalReport
 from rewardctl.records.prediction import PredictionRecord
 from rewardctl.report import render, write_eval_outputs
 from rewardctl.report.page import (
+    Histogram,
     RowView,
     field_diffs,
     histogram_svg,
@@ -111,13 +112,36 @@ def test_prediction_lines_become_rows():
     assert view.key == "7" and view.status == "error" and view.extra == {"error kind": "timeout"}
 
 
+def hist(values, span=None):
+    out = Histogram(span)
+    for value in values:
+        out.add(value)
+    return out
+
+
 def test_histogram_counts_every_value_and_marks_the_threshold():
-    svg = histogram_svg(0, "em", [0.0, 0.0, 1.0, 0.52], 2, 0.5)
-    counts = [int(c) for c in re.findall(r": (\d+) rows</title>", svg)]
-    assert sum(counts) == 4 and len(counts) == 20
-    assert 'class="threshold"' in svg and "2 without a value" in svg
-    assert "no values" in histogram_svg(0, "em", [], 3, 0.5)
-    assert sum(int(c) for c in re.findall(r": (\d+) rows</title>", histogram_svg(0, "len", [7.0] * 5, 0, None))) == 5
+    def bars(svg):
+        return [int(c) for c in re.findall(r": (\d+) rows</title>", svg)]
+
+    svg = histogram_svg(0, "em", hist([0.0, None, 0.0, 1.0, 0.52, None]), 0.5)
+    assert sum(bars(svg)) == 4 and len(bars(svg)) == 20
+    assert 'class="threshold"' in svg and "2 without a value" in svg and "mean 0.380" in svg
+    assert "no values" in histogram_svg(0, "em", hist([None] * 3), 0.5)
+    assert bars(histogram_svg(0, "len", hist([7.0] * 5), None)) == [5]
+    # With the span known (a report's min and max) the values are counted as they come, not kept.
+    streamed = hist([3.0, 40.0, 12.5, 40.0], span=(3.0, 40.0))
+    assert streamed.values is None and streamed.bins() == hist([3.0, 40.0, 12.5, 40.0]).bins()
+
+
+def test_past_max_rows_failing_rows_stay():
+    rows = [row(str(i), status="fail" if i % 10 == 9 else "pass", reward=0.0 if i % 10 == 9 else 1.0)
+            for i in range(100)]
+    page = interactive_page("t", "", rows, ["reward"], {"reward": 0.5}, max_rows=20)
+    kept = [r["k"] for r in embedded(page)["rows"]]
+    assert len(kept) == 20 and [int(k) for k in kept] == sorted(int(k) for k in kept)  # in the file's order
+    assert {str(i) for i in range(9, 100, 10)} <= set(kept)  # every failed row
+    assert "holds 20 of the 100 rows" in page and "showing 20 of 20 rows" in page
+    assert "(10)" in page and "over 100 rows" in page  # the kept rows' statuses; every row's histogram
 
 
 def predictions(n: int = 250) -> list[dict]:
@@ -217,10 +241,11 @@ def test_the_page_in_a_headless_browser(browser, tmp_path):
     # Every row is reachable (a page of 200, then the rest); failed rows come first.
     assert count() == "showing 250 of 250 rows" and len(shown()) == 200
     errors = sum(1 for line in lines if line.get("status") == "error")
-    badges = [b.text for b in shown("#rows tbody tr.row .badge")]
+    badges = browser.execute_script("return Array.from(document.querySelectorAll('#rows .badge'), b => b.textContent)")
     assert badges[:errors] == ["error"] * errors and badges[errors] == "fail"
     browser.find_element(By.ID, "more").click()
-    assert {tr.find_element(By.CSS_SELECTOR, "td.key").text for tr in shown()} == {str(i) for i in range(250)}
+    keys = browser.execute_script("return Array.from(document.querySelectorAll('#rows td.key'), td => td.textContent)")
+    assert sorted(keys) == sorted(str(i) for i in range(250))
     assert not browser.find_element(By.ID, "more").is_displayed()
     # Status filter: errors only.
     for status in ("ungraded", "pass", "fail"):  # the last click leaves the errors alone
@@ -266,4 +291,28 @@ def test_the_page_in_a_headless_browser(browser, tmp_path):
     shown()[0].click()
     assert "</script><script>alert(1)</script>" in browser.find_element(By.CSS_SELECTOR, "tr.details pre.raw").text
     assert browser.find_element(By.CSS_SELECTOR, "tr.details pre.error").text == "unparseable reply"
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_a_compare_page_in_a_headless_browser(browser, tmp_path):
+    """The page compare builds: each row with the base run's prediction beside the new one."""
+    from selenium.webdriver.common.by import By
+
+    rows = [RowView(key=f"k{i}", index=i, status="pass" if i % 2 else "fail", scores={"reward": i % 2, "em": None},
+                    inputs={"q": f"question {i}"}, y_true={"a": "1", "b": "2"}, y_pred={"a": "1", "b": str(i)},
+                    y_pred_base={"a": "0", "b": str(i)}, extra={"flip": "fail -> pass" if i % 2 else "fail -> fail"})
+            for i in range(5)]
+    path = tmp_path / "compare.html"
+    path.write_text(interactive_page("compare", "## base vs new", rows, ["reward", "em"], {"reward": 0.5}))
+    browser.get(path.as_uri())
+    assert browser.find_element(By.ID, "count").text == "showing 5 of 5 rows"
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#rows th")]
+    assert headers[:5] == ["row", "status", "reward", "em", "flip"] and "y_pred (base)" in headers
+    browser.find_elements(By.CSS_SELECTOR, "#rows tr.row")[0].click()  # k0: fails first
+    a = browser.find_element(By.CSS_SELECTOR, "tr.details tr[data-field=a]")
+    b = browser.find_element(By.CSS_SELECTOR, "tr.details tr[data-field=b]")
+    assert a.find_elements(By.CSS_SELECTOR, "td.changed") and "base" in a.text
+    assert a.find_elements(By.CSS_SELECTOR, "td.diff")  # the base run's 0 differs from y_true
+    assert b.find_elements(By.CSS_SELECTOR, "td.diff") and not b.find_elements(By.CSS_SELECTOR, "td.changed")
+    assert "Distributions" in browser.page_source and "em: no values" in browser.page_source
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

@@ -89,3 +89,22 @@ def test_each_sample_is_its_own_request_and_seed(seed):
         asyncio.run(client.complete(Request([{"role": "user", "content": "hi"}]), sample=sample))
     base = 0 if seed is None else seed
     assert seen == [seed, base + 1, base + 2]
+
+
+def test_sharded_repeats_merge_like_one_run(tmp_path):
+    spec = write(tmp_path / "spec.yaml", MINIMAL_SPEC.replace(
+        "  name: openai/gpt-4o-mini\n", '  name: openai/gpt-4o-mini\n  temperature: 1\n'
+        '  extra: {mock_response: \'{"answer": "4"}\'}\n'))
+    data = write(tmp_path / "d.jsonl", "".join(f'{{"question": "q{i}", "answer": "{4 if i % 2 else 5}"}}\n'
+                                               for i in range(5)))
+    whole = runner.invoke(app, ["eval", str(spec), "-d", str(data), "--repeat", "2", "--json"])
+    for k in (1, 2):
+        result = runner.invoke(app, ["eval", str(spec), "-d", str(data), "--repeat", "2", "--shard", f"{k}/2",
+                                     "--out", str(tmp_path / f"s{k}"), "-q"])
+        assert result.exit_code in (0, 1), result.output
+    merged = runner.invoke(app, ["merge", str(spec), str(tmp_path / "s1"), str(tmp_path / "s2"),
+                                 "--out", str(tmp_path / "m"), "--json"])
+    assert merged.exit_code in (0, 1), merged.output
+    assert json.loads(merged.stdout)["repeats"] == json.loads(whole.stdout)["repeats"]
+    lines = [json.loads(x) for x in (tmp_path / "m" / "predictions.jsonl").read_text().splitlines()]
+    assert [(x["index"], x["sample"]) for x in lines] == [(i, s) for i in range(5) for s in range(2)]

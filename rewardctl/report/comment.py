@@ -3,6 +3,7 @@ characters, so a report lists fewer rows until it fits, and is cut as a last res
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 GITHUB_COMMENT_LIMIT = 65_536
@@ -21,3 +22,10 @@ def fit_comment(render: Callable[[int], str], rows: int, budget: int = BUDGET) -
         return text
     cut = text.rfind("\n", 0, budget - len(CUT_NOTE))
     return text[:max(cut, 0)] + CUT_NOTE
+
+
+def cell(value: object, limit: int = 120) -> str:
+    """A value in one Markdown table cell: JSON unless a string, pipes escaped, one line, clipped."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"

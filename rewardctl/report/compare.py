@@ -9,10 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from rewardctl.compare import PairedRow
 from rewardctl.io import atomic_write_text
 from rewardctl.records.compare import CompareReport, FlippedRow, ScoreComparison
-from rewardctl.report.comment import fit_comment
+from rewardctl.report.comment import cell, fit_comment
 from rewardctl.report.html import markdown_to_html, page
+from rewardctl.report.junit import JUnitCase, JUnitSuite, clip, junit_xml
 from rewardctl.report.render import render, renders
 
 FLIPS_SHOWN = 20
@@ -62,7 +64,7 @@ def _score_table(report: CompareReport) -> list[str]:
         if s.verdict == "no significant change" and s.min_detectable_effect is not None:
             verdict += f" (detects ≥{s.min_detectable_effect:.3f})"
         gate = " (gated)" if s.gated and report.margin is not None else ""
-        lines.append(f"| {_label(s)}{gate} | {_num(s.base_mean)} | {_num(s.new_mean)} | {_num(s.diff, signed=True)} | "
+        lines.append(f"| {s.name if s.group != 'reward' else 'reward (total)'}{gate} | {_num(s.base_mean)} | {_num(s.new_mean)} | {_num(s.diff, signed=True)} | "
                      f"{_ci(s)} | {s.test or 'n/a'} | {_p(s.p_value)} | {s.pass_to_fail} | {s.fail_to_pass} | {verdict} |")
     return lines
 
@@ -77,26 +79,24 @@ def _runs_table(report: CompareReport) -> list[str]:
             f"| rows | {b.rows} ({b.lines} lines) | {n.rows} ({n.lines} lines) |"]
 
 
-def _cell(value: object, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def flip_lines(flip: FlippedRow) -> list[str]:
-    """A flipped row: its inputs, and each output field whose prediction changed or is wrong."""
+    """A flipped row: its inputs, a failed side's error, and each output field of both predictions
+    (marked ≠ where the new one differs from the reference)."""
     lines = [f"**{flip.direction}** on {flip.score} ({_num(flip.base.value)} -> {_num(flip.new.value)}), "
-             f"row {flip.new.index} (line {flip.new.line}): inputs `{_cell(flip.inputs, 200)}`", "",
-             "| field | y_true | base | new |", "|---|---|---|---|"]
-    fields = list((flip.y_true or {}).keys())
-    for extra in (flip.base.y_pred or {}, flip.new.y_pred or {}):
-        fields += [f for f in extra if f not in fields]
+             f"row {flip.new.index} (line {flip.new.line}): inputs `{cell(flip.inputs, 200)}`", ""]
+    for label, side in (("base", flip.base), ("new", flip.new)):
+        if side.y_pred is None:
+            lines += [f"{label} failed: {cell(side.error or 'no prediction', 300)}", ""]
+    truth = flip.y_true or {}
+    fields = list(truth)
+    for pred in (flip.base.y_pred or {}, flip.new.y_pred or {}):
+        fields += [f for f in pred if f not in fields]
+    lines += ["| field | y_true | base | new |", "|---|---|---|---|"]
     for f in fields:
-        truth = (flip.y_true or {}).get(f)
-        base = (flip.base.y_pred or {}).get(f) if flip.base.y_pred is not None else flip.base.error
-        new = (flip.new.y_pred or {}).get(f) if flip.new.y_pred is not None else flip.new.error
-        mark = " ≠" if new != truth else ""
-        lines.append(f"| {f} | {_cell(truth)} | {_cell(base)} | {_cell(new)}{mark} |")
+        base = cell(flip.base.y_pred.get(f)) if flip.base.y_pred is not None else "-"
+        new = cell(flip.new.y_pred.get(f)) if flip.new.y_pred is not None else "-"
+        mark = " ≠" if f in truth and flip.new.y_pred is not None and flip.new.y_pred.get(f) != truth[f] else ""
+        lines.append(f"| {f} | {cell(truth[f]) if f in truth else '-'} | {base} | {new}{mark} |")
     return lines + [""]
 
 
@@ -116,7 +116,7 @@ def _one_side(report: CompareReport) -> list[str]:
     if not (report.only_base or report.only_new):
         return []
     lines = ["", f"### Rows on one side only: {report.only_base} in base, {report.only_new} in new", ""]
-    lines += [f"- {r.side}: row {r.index} (line {r.line}) `{_cell(r.inputs, 160)}`" for r in report.one_side_rows]
+    lines += [f"- {r.side}: row {r.index} (line {r.line}) `{cell(r.inputs, 160)}`" for r in report.one_side_rows]
     return lines
 
 
@@ -168,11 +168,56 @@ def render_html(report: CompareReport) -> str:
     return page(f"rewardctl compare: {report.new.spec.name}", markdown_to_html(render_compare_markdown(report, len(report.flips))))
 
 
-def write_compare_outputs(out_dir: str | Path, report: CompareReport) -> None:
-    """report.json, report.md and report.html, each written atomically and listed in ``outputs``."""
-    out = Path(out_dir)
-    names = {"report": "report.json", "markdown": "report.md", "html": "report.html"}
-    for key, name in names.items():
-        report.outputs[key] = str(out / name)
-    for fmt, name in (("json", "report.json"), ("markdown", "report.md"), ("html", "report.html")):
-        atomic_write_text(out / name, render(report, fmt))
+def _pair_case(pair: PairedRow, flips: dict[str, list[str]], classname: str) -> JUnitCase:
+    """A paired row: an error when the new prediction failed, a failure when a score flipped
+    pass -> fail."""
+    r = pair.new.first
+    case = JUnitCase(f"row {r.index} (line {r.line})", classname, system_out=clip(json.dumps(
+        {"inputs": r.inputs, "y_true": r.y_true, "base": pair.base.first.y_pred, "new": r.y_pred},
+        ensure_ascii=False), 4000))
+    if not r.ok:
+        case.error, case.kind = r.error or "failed prediction", r.error_kind or "error"
+    elif flips.get(pair.key):
+        case.failure, case.kind = "; ".join(flips[pair.key]), "pass -> fail"
+    return case
+
+
+def _score_case(s: ScoreComparison, classname: str) -> JUnitCase:
+    text = (f"{s.name}: {_num(s.base_mean)} -> {_num(s.new_mean)} ({_num(s.diff, signed=True)}, 95% CI {_ci(s)}, "
+            f"p {_p(s.p_value)}, {s.pairs} pairs): {s.verdict}")
+    case = JUnitCase(f"score {s.name}", classname, system_out=text)
+    if s.regression or (s.gated and s.verdict == "regression"):
+        case.failure, case.kind = text, "regression"
+    return case
+
+
+def compare_junit(report: CompareReport, pairs: list[PairedRow]) -> str:
+    """Suite "<name>: compared rows", a case per paired row; suite "<name>: compared scores", a
+    case per score (a failure when a gated score regressed)."""
+    name, classname = report.new.spec.name, f"rewardctl.compare.{report.new.spec.name}"
+    flips: dict[str, list[str]] = {}
+    for pair in pairs:
+        for s in report.scores:
+            before, after = pair.base.mean(s.name), pair.new.mean(s.name)
+            if before is not None and after is not None and before >= s.pass_threshold > after:
+                flips.setdefault(pair.key, []).append(f"{s.name} {before:.3f} -> {after:.3f} (pass -> fail)")
+    rows = [_pair_case(pair, flips, classname) for pair in pairs]
+    scores = [_score_case(s, classname) for s in report.scores]
+    return junit_xml([JUnitSuite(f"{name}: compared rows", rows, timestamp=report.created_at,
+                                 properties={"base": report.base.path, "new": report.new.path}),
+                      JUnitSuite(f"{name}: compared scores", scores, timestamp=report.created_at)])
+
+
+def write_compare_outputs(out_dir: str | Path | None, report: CompareReport, pairs: list[PairedRow],
+                          junit: str | Path | None = None) -> None:
+    """report.json, report.md and report.html in ``out_dir`` (each written atomically, listed in
+    ``outputs``), and the JUnit XML at ``junit``; either may be None."""
+    if out_dir is not None:
+        out = Path(out_dir)
+        files = {"report": ("json", "report.json"), "markdown": ("markdown", "report.md"), "html": ("html", "report.html")}
+        for key, (_, name) in files.items():
+            report.outputs[key] = str(out / name)
+        for fmt, name in files.values():
+            atomic_write_text(out / name, render(report, fmt))
+    if junit is not None:
+        atomic_write_text(Path(junit), compare_junit(report, pairs))

@@ -6,7 +6,16 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from rewardctl.records.eval import EvalReport, MetricStats, SeriesStats, ThresholdResult, Usage
+from rewardctl.records.eval import (
+    EvalReport,
+    MetricStats,
+    RunMetricStats,
+    SeriesStats,
+    ThresholdResult,
+    Usage,
+)
+from rewardctl.records.prediction import PredictionRecord
+from rewardctl.report.comment import cell, fit_comment
 from rewardctl.report.page import eval_page
 from rewardctl.report.render import renders
 
@@ -111,9 +120,55 @@ def _score_tables(report: EvalReport) -> list[str]:
     return lines
 
 
+def _label_tables(report: EvalReport) -> list[str]:
+    """Per-label precision, recall, F1 and support of each classification metric."""
+    lines: list[str] = []
+    for name, st in report.stats.metrics.items():
+        per_label = (st.model_extra or {}).get("per_label") if isinstance(st, RunMetricStats) else None
+        if not isinstance(per_label, dict) or not per_label:
+            continue
+        lines += ["", f"### {name}: per label", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for label, row in per_label.items():
+            lines.append(f"| {label} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
+                         f"{_fmt(row.get('f1'))} | {row.get('support', '')} |")
+    return lines
+
+
+def failing_row_lines(record: PredictionRecord) -> list[str]:
+    """A failing row: why, its inputs, and each output field with the expected and predicted value."""
+    where = f"row {record.index} (line {record.line})" + (f" sample {record.sample}" if record.sample is not None else "")
+    why = f"error: {cell(record.error or 'failed', 300)}" if not record.ok else f"reward {_fmt(record.reward)}"
+    lines = [f"**{where}**: {why}; inputs `{cell(record.inputs, 200)}`"]
+    if record.y_true:
+        lines += ["", "| field | y_true | y_pred |", "|---|---|---|"]
+        pred = record.y_pred or {}
+        for field in record.y_true:
+            mark = " ≠" if record.ok and pred.get(field) != record.y_true[field] else ""
+            lines.append(f"| {field} | {cell(record.y_true[field])} | {cell(pred.get(field)) if record.ok else '-'}{mark} |")
+    return lines + [""]
+
+
+def _failing(rows: list[PredictionRecord], shown: int, total: int) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", f"### Failing rows ({total})", ""]
+    for record in rows[:shown]:
+        lines += failing_row_lines(record)
+    if total > min(shown, len(rows)):
+        lines.append(f"_{total - min(shown, len(rows))} more failing rows: see predictions.jsonl or report.html._")
+    return lines
+
+
+def eval_comment(report: EvalReport, failing: list[PredictionRecord] | None = None, failing_total: int = 0) -> str:
+    """report.md, the CI comment: the report, then the failing rows (fewer until it fits a GitHub comment)."""
+    rows = failing or []
+    return fit_comment(lambda shown: render_markdown(report) + "\n".join(_failing(rows, shown, failing_total)),
+                       len(rows))
+
+
 @renders(EvalReport, "markdown")
 def render_markdown(report: EvalReport) -> str:
-    lines = _header(report) + _score_tables(report)
+    lines = _header(report) + _score_tables(report) + _label_tables(report)
     if report.thresholds:
         lines += ["", "### Thresholds", "", "| check | threshold | value | result |", "|---|---|---|---|"]
         for t in report.thresholds:

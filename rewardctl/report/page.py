@@ -15,6 +15,7 @@ import hashlib
 import html
 import json
 import math
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,6 +34,7 @@ STATUSES = ("fail", "error", "ungraded", "pass")  # the order of the status filt
 PAGE_ROWS = 200  # rows the table adds at a time ("show more")
 CLIP = 4000  # longer strings in the page are clipped (predictions.jsonl keeps them whole)
 BINS = 20
+MAX_ROWS = 50_000  # rows a page holds at most (10,000: about 8 MB, see bench/html_report.py)
 TOTAL = "reward"  # the total reward's name among the scores
 
 
@@ -117,27 +119,57 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _bins(values: list[float]) -> tuple[float, float, list[int]]:
-    lo, hi = min(values), max(values)
-    if lo >= 0 and hi <= 1:
-        lo, hi = 0.0, 1.0
-    if hi == lo:
-        return lo, hi, [len(values)]
-    counts = [0] * BINS
-    width = (hi - lo) / BINS
-    for v in values:
-        counts[min(int((v - lo) / width), BINS - 1)] += 1
-    return lo, hi, counts
+def _span(lo: float, hi: float) -> tuple[float, float]:
+    """The histogram's range: [0, 1] for scores inside it (most are), else the values' own."""
+    return (0.0, 1.0) if lo >= 0 and hi <= 1 else (lo, hi)
 
 
-def histogram_svg(index: int, name: str, values: list[float], missing: int, threshold: float | None) -> str:
+class Histogram:
+    """One score's distribution, counted as the rows stream by: in fixed bins over ``span`` when
+    it is known (an eval report's min and max), else from the values, kept at 8 bytes each."""
+
+    def __init__(self, span: tuple[float, float] | None = None) -> None:
+        self.count = self.missing = 0
+        self.total = 0.0
+        self.values: array[float] | None = array("d") if span is None else None
+        self.lo, self.hi = _span(*span) if span is not None else (0.0, 0.0)
+        self.counts = [0] * (1 if self.hi == self.lo else BINS)
+
+    def add(self, value: float | None) -> None:
+        if value is None:
+            self.missing += 1
+            return
+        self.count += 1
+        self.total += value
+        if self.values is not None:
+            self.values.append(value)
+        else:
+            self.counts[self._bin(value)] += 1
+
+    def _bin(self, value: float) -> int:
+        if len(self.counts) == 1:
+            return 0
+        return min(max(int((value - self.lo) / (self.hi - self.lo) * BINS), 0), BINS - 1)
+
+    def bins(self) -> tuple[float, float, list[int]]:
+        """(lo, hi, counts): BINS equal bins over [lo, hi] (one when every value is the same)."""
+        if self.values is not None and self.values:
+            self.lo, self.hi = _span(min(self.values), max(self.values))
+            self.counts = [0] * (1 if self.hi == self.lo else BINS)
+            for value in self.values:
+                self.counts[self._bin(value)] += 1
+            self.values = None  # counted: a second call finds the same bins
+        return self.lo, self.hi, self.counts
+
+
+def histogram_svg(index: int, name: str, hist: Histogram, threshold: float | None) -> str:
     """A small inline SVG histogram of one score; a bar, clicked, filters the table to its range."""
     label = html.escape(name)
-    note = f", {missing:,} without a value" if missing else ""
-    if not values:
+    note = f", {hist.missing:,} without a value" if hist.missing else ""
+    if not hist.count:
         return f'<figure class="hist"><figcaption>{label}: no values{note}</figcaption></figure>'
     width, height = 240.0, 80.0
-    lo, hi, counts = _bins(values)
+    lo, hi, counts = hist.bins()
     top, step = max(counts), width / len(counts)
     parts = [f'<svg viewBox="-2 -12 {width + 4:g} {height + 26:g}" width="{width + 4:g}" height="{height + 26:g}" '
              f'role="img" aria-label="distribution of {label}">']
@@ -154,8 +186,8 @@ def histogram_svg(index: int, name: str, values: list[float], missing: int, thre
     parts.append(f'<text x="0" y="{height + 12:g}">{lo:.3g}</text>'
                  f'<text x="{width:g}" y="{height + 12:g}" text-anchor="end">{hi:.3g}</text>'
                  f'<text x="0" y="-2">{top:,}</text></svg>')
-    mean = sum(values) / len(values)
-    caption = f"{label}: mean {mean:.3f} over {len(values):,} rows{note}"
+    line = f"; dashed: pass threshold {threshold:g}" if threshold is not None and lo <= threshold <= hi else ""
+    caption = f"{label}: mean {hist.total / hist.count:.3f} over {hist.count:,} rows{note}{line}"
     return f'<figure class="hist">{"".join(parts)}<figcaption>{caption}</figcaption></figure>'
 
 
@@ -190,47 +222,75 @@ def _table(columns: list[tuple[str, str]], total: int) -> str:
             "<noscript><p>The row table needs JavaScript; predictions.jsonl holds every row.</p></noscript>")
 
 
-@dataclass
-class _Collected:
-    rows: list[JSON]
-    values: dict[str, list[float]]
-    missing: dict[str, int]
-    counts: dict[str, int]
-    extras: list[str]
-    compare: bool
+class _Collector:
+    """The rows as they stream by: each kept as its JSON text (up to ``max_rows``: failed, errored
+    and ungraded rows take the place of passing ones), each score's histogram, the status counts."""
 
+    def __init__(self, score_names: list[str], spans: dict[str, tuple[float, float]], max_rows: int) -> None:
+        self.score_names, self.max_rows = score_names, max_rows
+        self.rows: list[tuple[int, str]] = []  # (position in the stream, the row's JSON)
+        self.passing: list[int] = []  # where the kept passing rows are in self.rows
+        self.hists = {n: Histogram(spans.get(n)) for n in score_names}
+        self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)  # of the kept rows
+        self.seen = 0
+        self.extras: list[str] = []
+        self.compare = False
 
-def _collect(rows: Iterable[RowView], score_names: list[str]) -> _Collected:
-    got = _Collected([], {n: [] for n in score_names}, dict.fromkeys(score_names, 0), {}, [], False)
-    for row in rows:
-        got.rows.append(_row_data(row, score_names))
-        got.counts[row.status] = got.counts.get(row.status, 0) + 1
-        got.compare = got.compare or row.y_pred_base is not None
-        got.extras += [k for k in row.extra if k not in got.extras]
-        for name in score_names:
-            value = _score(row.scores.get(name))
-            if value is None:
-                got.missing[name] += 1
-            else:
-                got.values[name].append(value)
-    return got
+    def add(self, row: RowView) -> None:
+        for name in self.score_names:
+            self.hists[name].add(_score(row.scores.get(name)))
+        self.compare = self.compare or row.y_pred_base is not None
+        self.extras += [k for k in row.extra if k not in self.extras]
+        self._keep(row)
+        self.seen += 1
+
+    def _keep(self, row: RowView) -> None:
+        if len(self.rows) >= self.max_rows:
+            if row.status == "pass" or not self.passing:
+                return
+            slot = self.passing.pop()  # the latest passing row gives way
+            self.counts["pass"] -= 1
+        else:
+            slot = len(self.rows)
+            self.rows.append((0, ""))
+        self.rows[slot] = (self.seen, script_json(_row_data(row, self.score_names)))
+        self.counts[row.status] += 1
+        if row.status == "pass":
+            self.passing.append(slot)
+
+    def rows_json(self) -> str:
+        return "[" + ",".join(text for _, text in sorted(self.rows)) + "]"
 
 
 def interactive_page(title: str, summary_markdown: str, rows: Iterable[RowView], score_names: list[str],
-                     pass_thresholds: dict[str, float]) -> str:
+                     pass_thresholds: dict[str, float], *, spans: dict[str, tuple[float, float]] | None = None,
+                     max_rows: int = MAX_ROWS) -> str:
     """One HTML file, nothing to fetch: the summary (Markdown, rendered), a histogram per score
     (the pass threshold marked), and the rows in a table (failed and errored rows first) that
-    sorts by any column, filters by status, score ranges and text, and opens a row's details."""
-    return _page(title, summary_markdown, _collect(rows, score_names), score_names, pass_thresholds)
+    sorts by any column, filters by status, score ranges and text, and opens a row's details.
+    ``rows`` is read once, as it streams. ``spans``: each score's (min, max), when known, so the
+    histograms need not keep the values. Past ``max_rows`` rows the page keeps that many (failed,
+    errored and ungraded ones first) and says so."""
+    collector = _Collector(score_names, spans or {}, max_rows)
+    for row in rows:
+        collector.add(row)
+    return _page(title, summary_markdown, collector, pass_thresholds)
 
 
-def _page(title: str, summary_markdown: str, got: _Collected, score_names: list[str],
-          pass_thresholds: dict[str, float]) -> str:
+def _capped(got: _Collector) -> str:
+    if got.seen <= len(got.rows):
+        return ""
+    return (f'<p id="capped" class="note">This page holds {len(got.rows):,} of the {got.seen:,} rows (failed, '
+            "errored and ungraded rows before passing ones); the predictions file has every row.</p>")
+
+
+def _page(title: str, summary_markdown: str, got: _Collector, pass_thresholds: dict[str, float]) -> str:
     css, script = _assets()
-    hists = "".join(histogram_svg(j, n, got.values[n], got.missing[n], pass_thresholds.get(n))
-                    for j, n in enumerate(score_names))
-    data = {"scores": score_names, "thresholds": pass_thresholds, "extras": got.extras, "compare": got.compare,
-            "page": PAGE_ROWS, "rows": got.rows}
+    names = got.score_names
+    hists = "".join(histogram_svg(j, n, got.hists[n], pass_thresholds.get(n)) for j, n in enumerate(names))
+    meta = {"scores": names, "thresholds": pass_thresholds, "extras": got.extras, "compare": got.compare,
+            "page": PAGE_ROWS}
+    data = script_json(meta)[:-1] + ',"rows":' + got.rows_json() + "}"
     policy = (f"default-src 'none'; style-src {_csp_hash(css)}; script-src {_csp_hash(script)}; "
               "img-src data:; form-action 'none'; base-uri 'none'")
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -239,9 +299,9 @@ def _page(title: str, summary_markdown: str, got: _Collected, score_names: list[
             f"<title>{html.escape(title)}</title><style>{css}</style></head><body>\n"
             f'<section id="summary">{markdown_to_html(summary_markdown)}</section>\n'
             f'<section id="distributions"><h3>Distributions</h3><div class="hists">{hists}</div></section>\n'
-            f'<section id="rows-section"><h3>Rows</h3>{_filters(score_names, got.counts)}'
-            f"{_table(_columns(score_names, got.extras, got.compare), len(got.rows))}</section>\n"
-            f'<script type="application/json" id="rows-data">{script_json(data)}</script>\n'
+            f'<section id="rows-section"><h3>Rows</h3>{_capped(got)}{_filters(names, got.counts)}'
+            f"{_table(_columns(names, got.extras, got.compare), len(got.rows))}</section>\n"
+            f'<script type="application/json" id="rows-data">{data}</script>\n'
             f"<script>{script}</script>\n</body></html>\n")
 
 
@@ -304,19 +364,26 @@ def read_prediction_rows(path: str | Path, score_names: list[str], threshold: fl
             yield prediction_row(record, number - 1, score_names, threshold)
 
 
+def eval_spans(report: EvalReport) -> dict[str, tuple[float, float]]:
+    """Each per-row score's (min, max) over the run, from the report's statistics."""
+    stats: dict[str, Any] = {TOTAL: report.stats.reward, **report.stats.rewards, **report.stats.metrics}
+    return {n: (st.min, st.max) for n, st in stats.items()
+            if isinstance(st, SeriesStats) and st.min is not None and st.max is not None}
+
+
 def eval_page(report: EvalReport, summary_markdown: str) -> str:
     """report.html of an eval, score or merge: the summary and the rows of the predictions file
     the report names (``outputs['predictions']``, streamed); the summary alone when it names none."""
     names, thresholds = eval_score_names(report), eval_thresholds(report)
     path = report.outputs.get("predictions")
     unreadable: list[int] = []
-    rows: Iterable[RowView] = ()
+    collector = _Collector(names, eval_spans(report), MAX_ROWS)
     if path and Path(path).is_file():
-        rows = read_prediction_rows(path, names, thresholds[TOTAL], unreadable)
+        for row in read_prediction_rows(path, names, thresholds[TOTAL], unreadable):
+            collector.add(row)
     else:
         summary_markdown += "\nThe report names no predictions file (no `--out`): the rows are not shown.\n"
-    got = _collect(rows, names)
     if unreadable:
         summary_markdown += (f"\n{len(unreadable):,} lines of `{path}` could not be read and are not shown "
                              f"(first: line {unreadable[0]}).\n")
-    return _page(f"rewardctl {report.kind}: {report.spec.name}", summary_markdown, got, names, thresholds)
+    return _page(f"rewardctl {report.kind}: {report.spec.name}", summary_markdown, collector, thresholds)
