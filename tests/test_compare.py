@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 from rewardctl.cli import app, optional_margin
 from rewardctl.report.comment import GITHUB_COMMENT_LIMIT, fit_comment
 
-from conftest import MINIMAL_SPEC, write
-from conftest import ROOT
+from conftest import MINIMAL_SPEC, ROOT, write
 
 runner = CliRunner()
 SPEC = MINIMAL_SPEC + """\
