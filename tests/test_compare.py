@@ -204,3 +204,25 @@ def test_junit_has_a_case_per_paired_row_and_per_score(tmp_path):
     assert text.count("<error ") == 1 and "reward 1.000 -&gt; 0.000 (pass -&gt; fail)" in text
     result, _ = compare(base, new, "--junit", tmp_path / "no" / "dir" / "x.xml")
     assert result.exit_code == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+def test_on_the_embedded_model_dropping_the_demos_is_a_regression_and_a_rerun_is_not(tmp_path):
+    """Real runs of the chain-of-thought recipe, 16 rows: with its demos, without them, and again."""
+    recipe = (ROOT / "recipes" / "continents_cot.yaml").read_text()
+    start, end = recipe.index("examples:"), recipe.index("rewards:")
+    no_demos = write(tmp_path / "no_demos.yaml", recipe[:start] + "examples: []\n" + recipe[end:])
+    data = ROOT / "datasets" / "continents" / "test.jsonl"
+    runs = {}
+    for name, spec, extra in (("demos", ROOT / "recipes" / "continents_cot.yaml", []), ("no_demos", no_demos, []),
+                              ("rerun", ROOT / "recipes" / "continents_cot.yaml", ["--no-cache"])):
+        result = runner.invoke(app, ["eval", str(spec), "-d", str(data), "--limit", "16", "--out",
+                                     str(tmp_path / name), "-q", *extra])
+        assert result.exit_code in (0, 1), result.output
+        runs[name] = tmp_path / name
+    result, report = compare(runs["demos"], runs["no_demos"], "--fail-on-regression")
+    total = report["scores"][0]
+    assert result.exit_code == 1 and total["verdict"] == "regression" and total["p_value"] < 0.05
+    assert total["pass_to_fail"] > total["fail_to_pass"]
+    result, report = compare(runs["demos"], runs["rerun"], "--fail-on-regression")
+    assert result.exit_code == 0 and report["scores"][0]["verdict"] == "no significant change"
