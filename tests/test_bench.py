@@ -49,3 +49,8 @@ def test_score_bench_scale_mode_measures_a_child_process():
 def test_embedded_bench_replays_the_same_completions():
     out = bench("embedded_tokens.py", "--recipe", ROOT / "recipes" / "capitals.yaml", "--rows", 3, "--repeats", 1)
     assert re.search(r"ratio\s+\d+\.\d+x", out)
+
+
+def test_html_bench_reports_size_and_build_time():
+    out = bench("html_report.py", "--rows", 300, "--repeats", 1, "--no-browser")
+    assert "bytes" in out or "MB" in out

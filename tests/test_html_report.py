@@ -19,6 +19,7 @@ from rewardctl.records.eval import EvalReport
 from rewardctl.records.prediction import PredictionRecord
 from rewardctl.report import render, write_eval_outputs
 from rewardctl.report.page import (
+    BATCH,
     Histogram,
     RowView,
     field_diffs,
@@ -128,9 +129,10 @@ def test_histogram_counts_every_value_and_marks_the_threshold():
     assert 'class="threshold"' in svg and "2 without a value" in svg and "mean 0.380" in svg
     assert "no values" in histogram_svg(0, "em", hist([None] * 3), 0.5)
     assert bars(histogram_svg(0, "len", hist([7.0] * 5), None)) == [5]
-    # With the span known (a report's min and max) the values are counted as they come, not kept.
-    streamed = hist([3.0, 40.0, 12.5, 40.0], span=(3.0, 40.0))
-    assert streamed.values is None and streamed.bins() == hist([3.0, 40.0, 12.5, 40.0]).bins()
+    assert hist([3.0, 40.0, 12.5, 40.0], span=(3.0, 40.0)).bins() == hist([3.0, 40.0, 12.5, 40.0]).bins()
+    # With the span known (a report's min and max) the values are binned a batch at a time, not kept.
+    streamed = hist([0.25] * (BATCH + 5) + [float("nan"), None], span=(0.0, 1.0))
+    assert len(streamed.buffer) == 6 and streamed.bins()[2][5] == BATCH + 5 and streamed.missing == 2
 
 
 def test_past_max_rows_failing_rows_stay():

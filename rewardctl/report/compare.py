@@ -9,12 +9,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from rewardctl.compare import PairedRow
+from rewardctl.compare import TOTAL, PairedRow
 from rewardctl.io import atomic_write_text
 from rewardctl.records.compare import CompareReport, FlippedRow, ScoreComparison
 from rewardctl.report.comment import cell, fit_comment
 from rewardctl.report.html import markdown_to_html, page
 from rewardctl.report.junit import JUnitCase, JUnitSuite, clip, junit_xml
+from rewardctl.report.page import RowView, interactive_page
 from rewardctl.report.render import render, renders
 
 FLIPS_SHOWN = 20
@@ -101,7 +102,7 @@ def flip_lines(flip: FlippedRow) -> list[str]:
 
 
 def _flips(report: CompareReport, shown: int) -> list[str]:
-    if not report.flips:
+    if not report.flips or shown < 0:
         return []
     lines = ["", "### Rows that flipped", ""]
     for flip in report.flips[:shown]:
@@ -121,6 +122,7 @@ def _one_side(report: CompareReport) -> list[str]:
 
 
 def render_compare_markdown(report: CompareReport, flips_shown: int = FLIPS_SHOWN) -> str:
+    """The Markdown report, listing ``flips_shown`` flipped rows (-1: no flips section)."""
     gate = "" if report.margin is None else (" (FAIL)" if not report.passed else " (pass)")
     lines = [f"## rewardctl compare: {report.new.spec.name}{gate}", "", verdict_line(report), ""]
     lines += _runs_table(report)
@@ -208,6 +210,32 @@ def compare_junit(report: CompareReport, pairs: list[PairedRow]) -> str:
                       JUnitSuite(f"{name}: compared scores", scores, timestamp=report.created_at)])
 
 
+def _pair_view(pair: PairedRow, report: CompareReport) -> RowView:
+    r, b = pair.new.first, pair.base.first
+    total = report.scores[0] if report.scores else None
+    threshold = total.pass_threshold if total is not None else 0.5
+    new_value, base_value = pair.new.mean(TOTAL), pair.base.mean(TOTAL)
+    status = "error" if not r.ok else "ungraded" if new_value is None else \
+        "pass" if new_value >= threshold else "fail"
+    flip = ""
+    if new_value is not None and base_value is not None and (base_value >= threshold) != (new_value >= threshold):
+        flip = "pass -> fail" if base_value >= threshold else "fail -> pass"
+    scores = {s.name: pair.new.mean(s.name) for s in report.scores}
+    scores["diff"] = None if new_value is None or base_value is None else new_value - base_value
+    return RowView(key=pair.key if r.index is None else str(r.index), index=r.index, status=status, scores=scores, inputs=r.inputs, y_true=r.y_true,
+                   y_pred=r.y_pred, y_pred_base=b.y_pred, raw=r.raw, error=r.error or b.error,
+                   extra={"flip": flip, "base reward": _num(base_value)})
+
+
+def compare_page(report: CompareReport, pairs: list[PairedRow]) -> str:
+    """report.html: the summary, and every paired row (the new prediction beside the base one,
+    changed fields marked; a 'flip' column) in a table that sorts and filters."""
+    names = [s.name for s in report.scores] + ["diff"]
+    thresholds = {s.name: s.pass_threshold for s in report.scores}
+    return interactive_page(f"rewardctl compare: {report.new.spec.name}", render_compare_markdown(report, -1),
+                            (_pair_view(p, report) for p in pairs), names, thresholds)
+
+
 def write_compare_outputs(out_dir: str | Path | None, report: CompareReport, pairs: list[PairedRow],
                           junit: str | Path | None = None) -> None:
     """report.json, report.md and report.html in ``out_dir`` (each written atomically, listed in
@@ -218,6 +246,7 @@ def write_compare_outputs(out_dir: str | Path | None, report: CompareReport, pai
         for key, (_, name) in files.items():
             report.outputs[key] = str(out / name)
         for fmt, name in files.values():
-            atomic_write_text(out / name, render(report, fmt))
+            text = compare_page(report, pairs) if fmt == "html" else render(report, fmt)
+            atomic_write_text(out / name, text)
     if junit is not None:
         atomic_write_text(Path(junit), compare_junit(report, pairs))

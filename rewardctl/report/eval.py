@@ -3,6 +3,8 @@ summary people read on stderr."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 
@@ -16,7 +18,7 @@ from rewardctl.records.eval import (
 )
 from rewardctl.records.prediction import PredictionRecord
 from rewardctl.report.comment import cell, fit_comment
-from rewardctl.report.page import eval_page
+from rewardctl.report.page import eval_page, read_predictions, row_status
 from rewardctl.report.render import renders
 
 
@@ -120,6 +122,9 @@ def _score_tables(report: EvalReport) -> list[str]:
     return lines
 
 
+FAILING_SHOWN = 20  # failing rows listed in report.md (fewer when the comment would be too long)
+
+
 def _label_tables(report: EvalReport) -> list[str]:
     """Per-label precision, recall, F1 and support of each classification metric."""
     lines: list[str] = []
@@ -135,16 +140,21 @@ def _label_tables(report: EvalReport) -> list[str]:
 
 
 def failing_row_lines(record: PredictionRecord) -> list[str]:
-    """A failing row: why, its inputs, and each output field with the expected and predicted value."""
+    """A failing row: why, its inputs, and each output field with the expected and predicted value
+    (a failed prediction: its error and the start of the reply it could not use)."""
     where = f"row {record.index} (line {record.line})" + (f" sample {record.sample}" if record.sample is not None else "")
-    why = f"error: {cell(record.error or 'failed', 300)}" if not record.ok else f"reward {_fmt(record.reward)}"
-    lines = [f"**{where}**: {why}; inputs `{cell(record.inputs, 200)}`"]
+    if not record.ok:
+        lines = [f"**{where}**: error: {cell(record.error or 'failed', 300)}; inputs `{cell(record.inputs, 200)}`"]
+        if record.raw:
+            lines += ["", f"reply: `{cell(record.raw, 300)}`"]
+        return lines + [""]
+    lines = [f"**{where}**: reward {_fmt(record.reward)}; inputs `{cell(record.inputs, 200)}`"]
     if record.y_true:
         lines += ["", "| field | y_true | y_pred |", "|---|---|---|"]
         pred = record.y_pred or {}
         for field in record.y_true:
-            mark = " ≠" if record.ok and pred.get(field) != record.y_true[field] else ""
-            lines.append(f"| {field} | {cell(record.y_true[field])} | {cell(pred.get(field)) if record.ok else '-'}{mark} |")
+            mark = " ≠" if pred.get(field) != record.y_true[field] else ""
+            lines.append(f"| {field} | {cell(record.y_true[field])} | {cell(pred.get(field))}{mark} |")
     return lines + [""]
 
 
@@ -159,15 +169,32 @@ def _failing(rows: list[PredictionRecord], shown: int, total: int) -> list[str]:
     return lines
 
 
-def eval_comment(report: EvalReport, failing: list[PredictionRecord] | None = None, failing_total: int = 0) -> str:
-    """report.md, the CI comment: the report, then the failing rows (fewer until it fits a GitHub comment)."""
-    rows = failing or []
-    return fit_comment(lambda shown: render_markdown(report) + "\n".join(_failing(rows, shown, failing_total)),
-                       len(rows))
+def failing_rows(report: EvalReport, limit: int = FAILING_SHOWN) -> tuple[list[PredictionRecord], int]:
+    """The first ``limit`` failed or failing lines of the predictions file the report names, and
+    how many there are in all."""
+    path = report.outputs.get("predictions")
+    if not path or not Path(path).is_file():
+        return [], 0
+    rows: list[PredictionRecord] = []
+    total = 0
+    for _, record in read_predictions(path):
+        if row_status(record) in ("error", "fail"):
+            total += 1
+            if len(rows) < limit:
+                rows.append(record)
+    return rows, total
 
 
 @renders(EvalReport, "markdown")
 def render_markdown(report: EvalReport) -> str:
+    """report.md, the CI comment: the summary, then the failing rows (fewer until it fits a
+    GitHub comment)."""
+    rows, total = failing_rows(report)
+    summary = summary_markdown(report)
+    return fit_comment(lambda shown: summary + "\n".join(_failing(rows, shown, total)), len(rows))
+
+
+def summary_markdown(report: EvalReport) -> str:
     lines = _header(report) + _score_tables(report) + _label_tables(report)
     if report.thresholds:
         lines += ["", "### Thresholds", "", "| check | threshold | value | result |", "|---|---|---|---|"]
@@ -186,7 +213,7 @@ def render_markdown(report: EvalReport) -> str:
 def render_html(report: EvalReport) -> str:
     """report.html: the Markdown summary, each score's distribution and every row of the
     predictions file the report names, in a table that sorts and filters (rewardctl.report.page)."""
-    return eval_page(report, render_markdown(report))
+    return eval_page(report, summary_markdown(report))
 
 
 def print_summary(console: Console, report: EvalReport) -> None:

@@ -13,6 +13,9 @@
   const state = {col: null, dir: 1, shown: PAGE, view: []};
   const has = (obj, key) => obj !== null && obj !== undefined && Object.prototype.hasOwnProperty.call(obj, key);
   rows.forEach((r, n) => { r.n = n; });
+  // Fixed column widths lay out fast; the text columns share what is left, 9rem each at least.
+  const textColumns = data.compare ? 5 : 4;
+  table.style.minWidth = (10 + 5.5 * scores.length + 7 * extras.length + 9 * textColumns) + "rem";
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -129,7 +132,7 @@
       const low = v !== null && has(thresholds, name) && v < thresholds[name];
       tr.appendChild(el("td", "num" + (low ? " low" : ""), v === null ? "\u2013" : v.toFixed(3)));
     });
-    extras.forEach((name) => tr.appendChild(el("td", "", has(r.x, name) ? r.x[name] : "")));
+    extras.forEach((name) => tr.appendChild(el("td", "label", has(r.x, name) ? r.x[name] : "")));
     for (const key of data.compare ? ["in", "t", "b", "p"] : ["in", "t", "p"]) {
       tr.appendChild(el("td", "text", preview(r[key])));
     }

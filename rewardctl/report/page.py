@@ -16,13 +16,15 @@ import html
 import json
 import math
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from rewardctl.records.eval import EvalReport, SeriesStats
@@ -34,7 +36,8 @@ STATUSES = ("fail", "error", "ungraded", "pass")  # the order of the status filt
 PAGE_ROWS = 200  # rows the table adds at a time ("show more")
 CLIP = 4000  # longer strings in the page are clipped (predictions.jsonl keeps them whole)
 BINS = 20
-MAX_ROWS = 50_000  # rows a page holds at most (10,000: about 8 MB, see bench/html_report.py)
+BATCH = 1 << 16  # values a histogram bins at once
+MAX_ROWS = 50_000  # rows a page holds at most (10,000 rows: 6.4 MB, see bench/html_report.py)
 TOTAL = "reward"  # the total reward's name among the scores
 
 
@@ -89,7 +92,7 @@ def _clip(value: Any) -> Any:
         return value if len(value) <= CLIP else value[:CLIP] + f"\u2026 [clipped: {len(value):,} characters]"
     if isinstance(value, dict):
         return {k: _clip(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_clip(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -103,8 +106,8 @@ def _score(value: float | None) -> float | None:
 def _row_data(row: RowView, score_names: list[str]) -> JSON:
     """The row as the page's script reads it (short keys: 10,000 rows stay small)."""
     out: JSON = {"k": row.key, "s": row.status, "v": [_score(row.scores.get(n)) for n in score_names]}
-    optional = {"i": row.index, "in": _clip(row.inputs), "t": _clip(row.y_true), "p": _clip(row.y_pred),
-                "b": _clip(row.y_pred_base), "r": _clip(row.raw), "e": _clip(row.error), "x": row.extra or None,
+    optional = {"i": row.index, "in": row.inputs, "t": row.y_true, "p": row.y_pred, "b": row.y_pred_base,
+                "r": row.raw, "e": row.error, "x": row.extra or None,
                 "d": field_diffs(row.y_true, row.y_pred) or None,
                 "db": field_diffs(row.y_true, row.y_pred_base) or None,
                 "dc": (field_diffs(row.y_pred_base, row.y_pred, both_ways=True) or None)
@@ -113,10 +116,24 @@ def _row_data(row: RowView, score_names: list[str]) -> JSON:
     return out
 
 
-def script_json(value: Any) -> str:
-    """JSON safe inside a <script> element: no '<', '>' or '&' (so no '</script>' and no '<!--')."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def _escape(text: str) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits, a type orjson does not know
+        return json.dumps(_clip(value), ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '<', '>' or '&' (so no '</script>' and no '<!--');
+    NaN and infinities are written null, strings over CLIP characters clipped."""
+    text = _dumps(value)
+    if len(text) > CLIP:  # a string in it may be too long (a shorter text holds none)
+        text = _dumps(_clip(value))
+    return _escape(text)
 
 
 def _span(lo: float, hi: float) -> tuple[float, float]:
@@ -125,51 +142,68 @@ def _span(lo: float, hi: float) -> tuple[float, float]:
 
 
 class Histogram:
-    """One score's distribution, counted as the rows stream by: in fixed bins over ``span`` when
-    it is known (an eval report's min and max), else from the values, kept at 8 bytes each."""
+    """One score's distribution, counted as the rows stream by. With ``span`` known (an eval
+    report's min and max) the values are binned a batch at a time (memory stays flat), else kept
+    (8 bytes each) until :meth:`bins`."""
 
     def __init__(self, span: tuple[float, float] | None = None) -> None:
         self.count = self.missing = 0
         self.total = 0.0
-        self.values: array[float] | None = array("d") if span is None else None
-        self.lo, self.hi = _span(*span) if span is not None else (0.0, 0.0)
+        self.known = span is not None
+        self.buffer = array("d")
+        self._range(*(span if span is not None else (0.0, 0.0)))
+
+    def _range(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = _span(lo, hi)
         self.counts = [0] * (1 if self.hi == self.lo else BINS)
 
     def add(self, value: float | None) -> None:
+        """One row's value (None, NaN or infinite: a row without one)."""
         if value is None:
             self.missing += 1
             return
-        self.count += 1
-        self.total += value
-        if self.values is not None:
-            self.values.append(value)
-        else:
-            self.counts[self._bin(value)] += 1
+        self.buffer.append(value)
+        if self.known and len(self.buffer) >= BATCH:
+            self._flush()
 
-    def _bin(self, value: float) -> int:
+    def _flush(self) -> None:
+        import numpy as np  # binning a batch at once: a million rows cost no more than their parsing
+
+        if not self.buffer:
+            return
+        values = np.frombuffer(self.buffer, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        self.buffer = array("d")
+        self.missing += len(values) - len(finite)
+        self.count += len(finite)
+        self.total += float(finite.sum())
         if len(self.counts) == 1:
-            return 0
-        return min(max(int((value - self.lo) / (self.hi - self.lo) * BINS), 0), BINS - 1)
+            self.counts[0] += len(finite)
+            return
+        where = np.clip(np.floor((finite - self.lo) * (BINS / (self.hi - self.lo))), 0, BINS - 1)
+        added = np.bincount(where.astype(np.intp), minlength=BINS)
+        self.counts = [old + int(new) for old, new in zip(self.counts, added, strict=True)]
 
     def bins(self) -> tuple[float, float, list[int]]:
-        """(lo, hi, counts): BINS equal bins over [lo, hi] (one when every value is the same)."""
-        if self.values is not None and self.values:
-            self.lo, self.hi = _span(min(self.values), max(self.values))
-            self.counts = [0] * (1 if self.hi == self.lo else BINS)
-            for value in self.values:
-                self.counts[self._bin(value)] += 1
-            self.values = None  # counted: a second call finds the same bins
+        """(lo, hi, counts): BINS equal bins over [lo, hi] (one when every value is the same);
+        ``count``, ``missing`` and ``total`` are complete once it is called."""
+        if not self.known:
+            finite = [v for v in self.buffer if isfinite(v)]
+            if finite:
+                self._range(min(finite), max(finite))
+            self.known = True
+        self._flush()
         return self.lo, self.hi, self.counts
 
 
 def histogram_svg(index: int, name: str, hist: Histogram, threshold: float | None) -> str:
     """A small inline SVG histogram of one score; a bar, clicked, filters the table to its range."""
     label = html.escape(name)
+    lo, hi, counts = hist.bins()
     note = f", {hist.missing:,} without a value" if hist.missing else ""
     if not hist.count:
         return f'<figure class="hist"><figcaption>{label}: no values{note}</figcaption></figure>'
     width, height = 240.0, 80.0
-    lo, hi, counts = hist.bins()
     top, step = max(counts), width / len(counts)
     parts = [f'<svg viewBox="-2 -12 {width + 4:g} {height + 26:g}" width="{width + 4:g}" height="{height + 26:g}" '
              f'role="img" aria-label="distribution of {label}">']
@@ -231,32 +265,38 @@ class _Collector:
         self.rows: list[tuple[int, str]] = []  # (position in the stream, the row's JSON)
         self.passing: list[int] = []  # where the kept passing rows are in self.rows
         self.hists = {n: Histogram(spans.get(n)) for n in score_names}
+        self.hist_list = list(self.hists.values())
         self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)  # of the kept rows
         self.seen = 0
         self.extras: list[str] = []
         self.compare = False
 
     def add(self, row: RowView) -> None:
-        for name in self.score_names:
-            self.hists[name].add(_score(row.scores.get(name)))
-        self.compare = self.compare or row.y_pred_base is not None
-        self.extras += [k for k in row.extra if k not in self.extras]
-        self._keep(row)
-        self.seen += 1
+        self.offer(row.status, [row.scores.get(n) for n in self.score_names], lambda: row)
 
-    def _keep(self, row: RowView) -> None:
-        if len(self.rows) >= self.max_rows:
-            if row.status == "pass" or not self.passing:
-                return
+    def offer(self, status: str, values: list[float | None], make_row: Callable[[], RowView]) -> None:
+        """Count a row's scores (``values``: in the order of the score names); build and keep the
+        row only when the page has room for it (a run of a million rows builds no more than
+        ``max_rows`` and the failed rows past them)."""
+        for hist, value in zip(self.hist_list, values, strict=True):
+            hist.add(value)
+        if len(self.rows) < self.max_rows:
+            slot = len(self.rows)
+            self.rows.append((0, ""))
+        elif status != "pass" and self.passing:
             slot = self.passing.pop()  # the latest passing row gives way
             self.counts["pass"] -= 1
         else:
-            slot = len(self.rows)
-            self.rows.append((0, ""))
+            self.seen += 1
+            return
+        row = make_row()
         self.rows[slot] = (self.seen, script_json(_row_data(row, self.score_names)))
         self.counts[row.status] += 1
         if row.status == "pass":
             self.passing.append(slot)
+        self.compare = self.compare or row.y_pred_base is not None
+        self.extras += [k for k in row.extra if k not in self.extras]
+        self.seen += 1
 
     def rows_json(self) -> str:
         return "[" + ",".join(text for _, text in sorted(self.rows)) + "]"
@@ -332,36 +372,36 @@ def eval_thresholds(report: EvalReport) -> dict[str, float]:
     return out
 
 
+def _record_scores(record: PredictionRecord, score_names: list[str]) -> list[float | None]:
+    """The line's value of each score (the total reward first)."""
+    rewards, metrics = record.rewards, record.metrics
+    return [record.reward, *(rewards[n] if n in rewards else metrics.get(n) for n in score_names[1:])]
+
+
 def prediction_row(record: PredictionRecord, position: int, score_names: list[str], threshold: float = 0.5) -> RowView:
     """A predictions line as a row of the table; ``position``: its place in the file."""
     index = record.index if record.index is not None else position
     key = str(index) if record.sample is None else f"{index}#{record.sample}"
-    scores: dict[str, float | None] = {TOTAL: record.reward}
-    for name in score_names[1:]:
-        scores[name] = record.rewards[name] if name in record.rewards else record.metrics.get(name)
     extra = {"error kind": record.error_kind} if record.error_kind else {}
     if record.ungraded:
         extra["ungraded"] = "; ".join(f"{k}: {v}" for k, v in record.ungraded.items())
-    return RowView(key=key, index=record.index, status=row_status(record, threshold), scores=scores,
-                   inputs=record.inputs, y_true=record.y_true, y_pred=record.y_pred, raw=record.raw,
-                   error=record.error, extra=extra)
+    return RowView(key=key, index=record.index, status=row_status(record, threshold),
+                   scores=dict(zip(score_names, _record_scores(record, score_names), strict=True)), inputs=record.inputs, y_true=record.y_true,
+                   y_pred=record.y_pred, raw=record.raw, error=record.error, extra=extra)
 
 
-def read_prediction_rows(path: str | Path, score_names: list[str], threshold: float = 0.5,
-                         unreadable: list[int] | None = None) -> Iterator[RowView]:
-    """The rows of a predictions file, streamed; the numbers of lines that do not parse go to
-    ``unreadable`` (when given) and are left out."""
-    with open(path, encoding="utf-8") as lines:
+def read_predictions(path: str | Path, unreadable: list[int] | None = None) -> Iterator[tuple[int, PredictionRecord]]:
+    """(position, record) of each line of a predictions file, streamed; the numbers of lines that
+    do not parse go to ``unreadable`` (when given) and are left out."""
+    with open(path, "rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                record = PredictionRecord.model_validate_json(line)
+                yield number - 1, PredictionRecord.model_validate_json(line)
             except ValidationError:
                 if unreadable is not None:
                     unreadable.append(number)
-                continue
-            yield prediction_row(record, number - 1, score_names, threshold)
 
 
 def eval_spans(report: EvalReport) -> dict[str, tuple[float, float]]:
@@ -379,8 +419,9 @@ def eval_page(report: EvalReport, summary_markdown: str) -> str:
     unreadable: list[int] = []
     collector = _Collector(names, eval_spans(report), MAX_ROWS)
     if path and Path(path).is_file():
-        for row in read_prediction_rows(path, names, thresholds[TOTAL], unreadable):
-            collector.add(row)
+        for position, record in read_predictions(path, unreadable):
+            collector.offer(row_status(record, thresholds[TOTAL]), _record_scores(record, names),
+                            lambda r=record, p=position: prediction_row(r, p, names, thresholds[TOTAL]))
     else:
         summary_markdown += "\nThe report names no predictions file (no `--out`): the rows are not shown.\n"
     if unreadable:
