@@ -152,7 +152,8 @@ def load_run(folder: str, key: str | None) -> Run:
     names = score_names(report)
     rows: dict[str, RowAgg] = {}
     lines = repeated = 0
-    for line_no, obj in iter_json_objects(str(predictions)):
+    objects = iter_json_objects(str(predictions)) if predictions.stat().st_size else iter(())
+    for line_no, obj in objects:
         try:
             record = PredictionRecord.model_validate(obj)
         except ValidationError as exc:
@@ -227,14 +228,17 @@ def min_detectable_effect(base: list[float], new: list[float], alpha: float) -> 
 
 
 def _verdict(diff: float | None, ci: tuple[float, float] | None, significant: bool, margin: float) -> tuple[str, bool]:
+    """The verdict, and whether the gate sees a regression (the CI's upper end below -margin).
+    A change is called when the CI and the paired test agree; 'borderline' when only one says so."""
     if diff is None or ci is None:
         return "no pairs", False
     regression = ci[1] < -margin
-    if regression or (significant and diff < 0):
-        return "regression", regression
-    if significant and diff > 0:
-        return "improvement", False
-    return "no significant change", False
+    excludes_zero = ci[1] < 0 or ci[0] > 0
+    if excludes_zero and significant:
+        return ("regression" if diff < 0 else "improvement"), regression
+    if excludes_zero or significant:
+        return "borderline", regression
+    return "no significant change", regression
 
 
 def compare_score(group: str, name: str, base: Run, new: Run, keys: list[str], options: CompareOptions,
@@ -341,7 +345,9 @@ def compare_runs(options: CompareOptions) -> tuple[CompareReport, list[PairedRow
         scores=scores, flips=[flipped_row(k, s, d, base, new) for k, s, d in flips[:options.max_flips]],
         flips_left_out=max(0, len(flips) - options.max_flips))
     report.regression = any(s.regression for s in scores)
-    report.passed = options.margin is None or not report.regression
+    total = report.score(TOTAL)
+    nothing = total is None or total.pairs == 0  # a gate that saw no pair cannot vouch for anything
+    report.passed = options.margin is None or not (report.regression or nothing)
     report.warnings = _warnings(base, new, report)
     return report, [PairedRow(k, base.rows[k], new.rows[k]) for k in keys]
 

@@ -5,6 +5,7 @@ starts. Core layer, and light to import, so that `rewardctl --help` stays fast."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rewardctl.errors import InputError
 from rewardctl.shards import Shard, parse_shard
@@ -171,3 +172,9 @@ class CompareOptions:
             raise InputError("expected a margin of 0 or more (a drop the gate tolerates)", field="--fail-on-regression")
         if self.max_flips < 0:
             raise InputError("expected 0 or more", field="--max-flips")
+        if self.out_dir is not None:
+            out = Path(self.out_dir).resolve()
+            for side, folder in (("base", self.base), ("new", self.new)):
+                if out == Path(folder).resolve():
+                    raise InputError(f"the {side} run's folder: its report.json would be replaced "
+                                     "(write the comparison elsewhere)", field="--out")

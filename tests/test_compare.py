@@ -226,3 +226,27 @@ def test_on_the_embedded_model_dropping_the_demos_is_a_regression_and_a_rerun_is
     assert total["pass_to_fail"] > total["fail_to_pass"]
     result, report = compare(runs["demos"], runs["rerun"], "--fail-on-regression")
     assert result.exit_code == 0 and report["scores"][0]["verdict"] == "no significant change"
+
+
+def test_the_gate_fails_when_nothing_pairs_and_out_cannot_be_an_input(tmp_path):
+    base = run_folder(tmp_path, "base", right(5))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "report.json").write_text((base / "report.json").read_text())
+    (tmp_path / "empty" / "predictions.jsonl").write_text("")
+    result, report = compare(base, tmp_path / "empty", "--fail-on-regression")
+    assert result.exit_code == 1 and report["paired"] == 0 and not report["passed"]
+    assert compare(base, tmp_path / "empty")[0].exit_code == 0  # no gate asked
+    result, _ = compare(base, tmp_path / "empty", "--out", base)
+    assert result.exit_code == 2 and "base run's folder" in result.stderr
+    assert json.loads((base / "report.json").read_text())["kind"] == "score"
+
+
+def test_a_change_is_called_only_when_the_ci_and_the_test_agree():
+    from rewardctl.compare import _verdict
+
+    assert _verdict(-0.1, (-0.2, -0.01), True, 0.0) == ("regression", True)
+    assert _verdict(0.1, (0.01, 0.2), True, 0.0) == ("improvement", False)
+    assert _verdict(-0.09, (-0.18, 0.0), True, 0.0) == ("borderline", False)  # p < alpha, CI touches 0
+    assert _verdict(-0.09, (-0.18, -0.01), False, 0.0) == ("borderline", True)  # the gate reads the CI
+    assert _verdict(-0.01, (-0.05, 0.03), False, 0.0) == ("no significant change", False)
+    assert _verdict(-0.1, (-0.2, -0.01), True, 0.05) == ("regression", False)  # within the margin

@@ -50,7 +50,8 @@ class ScoreComparison(BaseModel):
     pass_to_fail: int = 0
     fail_to_pass: int = 0
     gated: bool = Field(False, description="The gate looks at it: the total reward, and scores the spec's thresholds name.")
-    verdict: Literal["regression", "improvement", "no significant change", "no pairs"]
+    verdict: Literal["regression", "improvement", "borderline", "no significant change", "no pairs"] = Field(
+        description="regression or improvement: the CI excludes 0 and p < alpha; borderline: only one of the two.")
     regression: bool = Field(False, description="The CI's upper end is below -margin.")
 
 

@@ -45,7 +45,8 @@ def verdict_line(report: CompareReport) -> str:
     """One line: the total reward's verdict, what the gate decided."""
     total = report.score("reward")
     if total is None or total.diff is None:
-        return "no rows scored on both sides: nothing to compare"
+        gate = "" if report.margin is None else "; gate: FAIL (nothing to compare)"
+        return "no rows scored on both sides: nothing to compare" + gate
     text = (f"reward {_num(total.base_mean)} -> {_num(total.new_mean)} ({_num(total.diff, signed=True)}, "
             f"95% CI {_ci(total)}, p {_p(total.p_value)}, {total.pairs} pairs, {total.pass_to_fail} pass -> fail, "
             f"{total.fail_to_pass} fail -> pass): {total.verdict}")
@@ -149,7 +150,7 @@ def print_compare(console: Console, report: CompareReport) -> None:
         table.add_column(column, justify="left" if column in ("score", "verdict") else "right",
                          no_wrap=column != "score")
     for s in report.scores:
-        style = {"regression": "red", "improvement": "green"}.get(s.verdict)
+        style = {"regression": "red", "improvement": "green", "borderline": "yellow"}.get(s.verdict)
         short = {"no significant change": "not sig.", "improvement": "improved"}.get(s.verdict, s.verdict)
         verdict = f"[{style}]{short}[/{style}]" if style else short
         ci = "-" if s.ci95 is None else f"{s.ci95[0]:+.2f}..{s.ci95[1]:+.2f}"
