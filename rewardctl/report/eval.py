@@ -83,12 +83,15 @@ def _header(report: EvalReport) -> list[str]:
     return lines
 
 
+ROW_RULE_WORDS = {"mean": "their mean sample", "all": "every sample", "any": "any sample"}
+
+
 def repeats_line(report: EvalReport) -> str:
     r = report.repeats
     assert r is not None
     return (f"{r.samples} samples of {r.rows} rows: mean {_fmt(r.mean)}, best-of-{r.samples} {_fmt(r.best)}, "
             f"all pass (pass^{r.samples}) {_fmt(r.all_pass)}, any passes (pass@{r.samples}) {_fmt(r.any_pass)}; "
-            f"rows passing ({r.row_rule} sample >= {r.threshold:g}) {_fmt(r.row_pass_rate)}")
+            f"rows passing ({ROW_RULE_WORDS[r.row_rule]} >= {r.threshold:g}) {_fmt(r.row_pass_rate)}")
 
 
 def _cost(cost: float | None) -> str:
