@@ -22,6 +22,7 @@ from rewardctl.report.page import (
     BATCH,
     Histogram,
     RowView,
+    _Collector,
     field_diffs,
     histogram_svg,
     interactive_page,
@@ -144,6 +145,18 @@ def test_past_max_rows_failing_rows_stay():
     assert {str(i) for i in range(9, 100, 10)} <= set(kept)  # every failed row
     assert "holds 20 of the 100 rows" in page and "showing 20 of 20 rows" in page
     assert "(10)" in page and "over 100 rows" in page  # the kept rows' statuses; every row's histogram
+
+
+def test_a_known_count_of_failing_rows_builds_no_passing_row_past_the_cap():
+    built = []
+    collector = _Collector(["reward"], {}, 20, passing_budget=10)
+    for i in range(100):
+        failing = i % 10 == 9
+        status = "fail" if failing else "pass"
+        collector.offer(status, [0.0 if failing else 1.0],
+                        lambda i=i, status=status: built.append(i) or row(str(i), status=status))
+    assert len(built) == 20 and collector.counts == {**collector.counts, "pass": 10, "fail": 10}
+    assert collector.seen == 100
 
 
 def predictions(n: int = 250) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -18,7 +19,7 @@ from rewardctl.records.eval import (
 )
 from rewardctl.records.prediction import PredictionRecord
 from rewardctl.report.comment import cell, fit_comment
-from rewardctl.report.page import eval_page, read_predictions, row_status
+from rewardctl.report.page import eval_page
 from rewardctl.report.render import renders
 
 
@@ -172,19 +173,33 @@ def _failing(rows: list[PredictionRecord], shown: int, total: int) -> list[str]:
     return lines
 
 
+def _is_failing(line: dict) -> bool:
+    """A predictions line (as parsed JSON) that failed, or scored below 0.5 (row_status's rule)."""
+    if line.get("status") == "error" or line.get("y_pred") is None:
+        return True
+    reward = line.get("reward")
+    return reward is not None and reward < 0.5
+
+
 def failing_rows(report: EvalReport, limit: int = FAILING_SHOWN) -> tuple[list[PredictionRecord], int]:
     """The first ``limit`` failed or failing lines of the predictions file the report names, and
-    how many there are in all."""
+    how many there are in all. Lines are only parsed (orjson) to count; the listed ones are read
+    as records."""
     path = report.outputs.get("predictions")
     if not path or not Path(path).is_file():
         return [], 0
     rows: list[PredictionRecord] = []
     total = 0
-    for _, record in read_predictions(path):
-        if row_status(record) in ("error", "fail"):
-            total += 1
-            if len(rows) < limit:
-                rows.append(record)
+    with open(path, "rb") as lines:
+        for raw in lines:
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(line, dict) and _is_failing(line):
+                total += 1
+                if len(rows) < limit:
+                    rows.append(PredictionRecord.model_validate(line))
     return rows, total
 
 

@@ -37,7 +37,7 @@ PAGE_ROWS = 200  # rows the table adds at a time ("show more")
 CLIP = 4000  # longer strings in the page are clipped (predictions.jsonl keeps them whole)
 BINS = 20
 BATCH = 1 << 16  # values a histogram bins at once
-MAX_ROWS = 50_000  # rows a page holds at most (10,000 rows: 6.4 MB, see bench/html_report.py)
+MAX_ROWS = 20_000  # rows a page holds at most (10,000 rows: 6.4 MB, see bench/html_report.py)
 TOTAL = "reward"  # the total reward's name among the scores
 
 
@@ -260,8 +260,12 @@ class _Collector:
     """The rows as they stream by: each kept as its JSON text (up to ``max_rows``: failed, errored
     and ungraded rows take the place of passing ones), each score's histogram, the status counts."""
 
-    def __init__(self, score_names: list[str], spans: dict[str, tuple[float, float]], max_rows: int) -> None:
+    def __init__(self, score_names: list[str], spans: dict[str, tuple[float, float]], max_rows: int,
+                 passing_budget: int | None = None) -> None:
         self.score_names, self.max_rows = score_names, max_rows
+        # When the caller knows how many rows do not pass, the passing rows past this many are
+        # skipped unbuilt, instead of built and later given up for a failing one.
+        self.passing_budget = passing_budget
         self.rows: list[tuple[int, str]] = []  # (position in the stream, the row's JSON)
         self.passing: list[int] = []  # where the kept passing rows are in self.rows
         self.hists = {n: Histogram(spans.get(n)) for n in score_names}
@@ -280,6 +284,9 @@ class _Collector:
         ``max_rows`` and the failed rows past them)."""
         for hist, value in zip(self.hist_list, values, strict=True):
             hist.add(value)
+        if status == "pass" and self.passing_budget is not None and self.counts["pass"] >= self.passing_budget:
+            self.seen += 1
+            return
         if len(self.rows) < self.max_rows:
             slot = len(self.rows)
             self.rows.append((0, ""))
@@ -417,7 +424,10 @@ def eval_page(report: EvalReport, summary_markdown: str) -> str:
     names, thresholds = eval_score_names(report), eval_thresholds(report)
     path = report.outputs.get("predictions")
     unreadable: list[int] = []
-    collector = _Collector(names, eval_spans(report), MAX_ROWS)
+    total = report.stats.reward
+    passing = round((total.pass_rate or 0.0) * total.count)
+    collector = _Collector(names, eval_spans(report), MAX_ROWS,
+                           passing_budget=max(0, MAX_ROWS - (report.summary.count - passing)))
     if path and Path(path).is_file():
         for position, record in read_predictions(path, unreadable):
             collector.offer(row_status(record, thresholds[TOTAL]), _record_scores(record, names),
