@@ -39,8 +39,8 @@ from rewardctl.options import (
 )
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 done; 1 a threshold (--fail-under or the spec's thresholds) not met; "
-    "2 bad usage or bad input; 3 the run could not complete."
+    "Exit codes: 0 done; 1 a threshold (--fail-under or the spec's thresholds) not met, or "
+    "compare --fail-on-regression found a regression; 2 bad usage or bad input; 3 the run could not complete."
 )
 
 app = typer.Typer(

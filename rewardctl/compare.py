@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist, pstdev
 
 from pydantic import ValidationError
 
-from rewardctl.dataset import iter_json_objects
 from rewardctl.errors import InputError
 from rewardctl.metrics.stats import bootstrap_ci
 from rewardctl.options import CompareOptions
@@ -40,29 +39,42 @@ ONE_SIDE_LISTED = 20
 Z_ALPHA_HALF, Z_POWER = 1.959963984540054, 0.8416212335729143  # alpha 0.05 two-sided, 80% power
 
 
-@dataclass
+@dataclass(slots=True)
 class RowAgg:
-    """The lines of one key on one side: the first record, and each score's values over its samples."""
+    """The lines of one key on one side: its first line (kept as the JSON text, read again when a
+    report shows it: a million rows would not fit as records), and each score's mean over its
+    samples (None when a sample has no value: a provider failure or an ungraded row leaves the
+    row out)."""
 
-    first: PredictionRecord
-    values: dict[str, list[float]] = field(default_factory=dict)
-    missing: dict[str, int] = field(default_factory=dict)
+    text: bytes
+    line: int
+    index: int | None
+    ok: bool  # the first line's prediction did not fail
+    reference: int  # a hash of y_true: is it the same on both sides?
+    sums: dict[str, float] = field(default_factory=dict)
+    missing: set[str] | None = None  # made on the first missing value: most rows have none
     samples: int = 0
+
+    @property
+    def first(self) -> PredictionRecord:
+        record = PredictionRecord.model_validate_json(self.text)
+        if record.line is None:
+            record.line = self.line
+        return record
 
     def add(self, record: PredictionRecord, names: list[tuple[str, str]]) -> None:
         self.samples += 1
         for group, name in names:
             value = score_value(record, group, name)
             if value is None:
-                self.missing[name] = self.missing.get(name, 0) + 1
+                self.missing = (self.missing or set()) | {name}
             else:
-                self.values.setdefault(name, []).append(value)
+                self.sums[name] = self.sums.get(name, 0.0) + value
 
     def mean(self, name: str) -> float | None:
-        values = self.values.get(name)
-        if not values or self.missing.get(name):  # a sample without a value leaves the row out
+        if (self.missing and name in self.missing) or name not in self.sums:
             return None
-        return math.fsum(values) / len(values)
+        return self.sums[name] / self.samples
 
 
 @dataclass
@@ -104,14 +116,16 @@ def pass_threshold(report: EvalReport, group: str, name: str) -> float:
 
 
 def row_key(record: PredictionRecord, key: str | None, path: str, line: int) -> str:
-    """The pairing key: a hash of the inputs, or the value of the field ``key`` (looked up in the
-    inputs, then y_true, then the dataset's other keys)."""
+    """The pairing key: a hash of the inputs, or the value of the field ``key`` (the line's index
+    or line, else looked up in the inputs, then y_true, then the dataset's other keys)."""
     if key is None:
         if record.inputs is None:
-            raise InputError("the line has no 'inputs' to pair rows by: name a field with --key",
-                             path=path, line=line)
+            raise InputError("the line has no 'inputs' to pair rows by: name a field with --key "
+                             "(--key index pairs by the row's position in the dataset)", path=path, line=line)
         text = json.dumps(record.inputs, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+    if key in ("index", "line") and getattr(record, key) is not None:
+        return str(getattr(record, key))
     for source in (record.inputs, record.y_true, record.meta, record.model_extra):
         if source and key in source:
             value = source[key]
@@ -143,6 +157,21 @@ def load_report(folder: Path) -> EvalReport:
         raise InputError(f"not a rewardctl report: {str(exc).splitlines()[0]}", path=str(path)) from None
 
 
+def _records(path: Path) -> Iterator[tuple[int, bytes, PredictionRecord]]:
+    """(line number, its text, record) of each line, parsed and checked in one step (pydantic's JSON parser)."""
+    with open(path, "rb") as lines:
+        for line_no, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield line_no, raw, PredictionRecord.model_validate_json(raw)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(part) for part in error["loc"])
+                raise InputError(f"not a prediction line: {error['msg']}" + (f" ({where})" if where else ""),
+                                 path=str(path), line=line_no) from None
+
+
 def load_run(folder: str, key: str | None) -> Run:
     root = Path(folder)
     report = load_report(root)
@@ -152,18 +181,13 @@ def load_run(folder: str, key: str | None) -> Run:
     names = score_names(report)
     rows: dict[str, RowAgg] = {}
     lines = repeated = 0
-    objects = iter_json_objects(str(predictions)) if predictions.stat().st_size else iter(())
-    for line_no, obj in objects:
-        try:
-            record = PredictionRecord.model_validate(obj)
-        except ValidationError as exc:
-            raise InputError(f"not a prediction line: {exc.errors()[0]['msg']}", path=str(predictions),
-                             line=line_no) from None
-        record.line = record.line if record.line is not None else line_no
+    for line_no, raw, record in _records(predictions):
         k = row_key(record, key, str(predictions), line_no)
         agg = rows.get(k)
         if agg is None:
-            agg = rows[k] = RowAgg(record)
+            reference = hash(json.dumps(record.y_true, sort_keys=True, ensure_ascii=False))
+            agg = rows[k] = RowAgg(raw, record.line if record.line is not None else line_no, record.index,
+                                   record.ok, reference)
         elif record.sample is None:
             repeated += 1
         agg.add(record, names)
@@ -289,17 +313,20 @@ def flipped_row(key: str, score: str, direction: str, base: Run, new: Run) -> Fl
                        samples=agg.samples)
 
     b, n = base.rows[key], new.rows[key]
-    return FlippedRow(key=key, score=score, direction=direction, inputs=n.first.inputs, y_true=n.first.y_true,
+    first = n.first
+    return FlippedRow(key=key, score=score, direction=direction, inputs=first.inputs, y_true=first.y_true,
                       base=side(b), new=side(n))
 
 
 def one_side_rows(base: Run, new: Run) -> tuple[int, int, list[OneSideRow]]:
     only_base = [k for k in base.rows if k not in new.rows]
     only_new = [k for k in new.rows if k not in base.rows]
-    listed = [OneSideRow(key=k, side="base", index=base.rows[k].first.index, line=base.rows[k].first.line,
-                         inputs=base.rows[k].first.inputs) for k in only_base[:ONE_SIDE_LISTED // 2]]
-    listed += [OneSideRow(key=k, side="new", index=new.rows[k].first.index, line=new.rows[k].first.line,
-                          inputs=new.rows[k].first.inputs) for k in only_new[:ONE_SIDE_LISTED - len(listed)]]
+    def row(key: str, side: str, run: Run) -> OneSideRow:
+        first = run.rows[key].first
+        return OneSideRow(key=key, side=side, index=first.index, line=first.line, inputs=first.inputs)
+
+    listed = [row(k, "base", base) for k in only_base[:ONE_SIDE_LISTED // 2]]
+    listed += [row(k, "new", new) for k in only_new[:ONE_SIDE_LISTED - len(listed)]]
     return len(only_base), len(only_new), listed
 
 
@@ -341,7 +368,7 @@ def compare_runs(options: CompareOptions) -> tuple[CompareReport, list[PairedRow
         base=run_info(base), new=run_info(new), key=options.key or "inputs", seed=options.seed,
         alpha=options.alpha, margin=options.margin, differences=differences(base, new), paired=len(keys),
         only_base=only_base, only_new=only_new, one_side_rows=listed,
-        reference_changed=sum(1 for k in keys if base.rows[k].first.y_true != new.rows[k].first.y_true),
+        reference_changed=sum(1 for k in keys if base.rows[k].reference != new.rows[k].reference),
         scores=scores, flips=[flipped_row(k, s, d, base, new) for k, s, d in flips[:options.max_flips]],
         flips_left_out=max(0, len(flips) - options.max_flips))
     report.regression = any(s.regression for s in scores)

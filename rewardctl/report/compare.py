@@ -15,7 +15,7 @@ from rewardctl.records.compare import CompareReport, FlippedRow, ScoreComparison
 from rewardctl.report.comment import cell, fit_comment
 from rewardctl.report.html import markdown_to_html, page
 from rewardctl.report.junit import JUnitCase, JUnitSuite, clip, junit_xml
-from rewardctl.report.page import RowView, interactive_page
+from rewardctl.report.page import RowView, lazy_page
 from rewardctl.report.render import render, renders
 
 FLIPS_SHOWN = 20
@@ -173,15 +173,18 @@ def render_html(report: CompareReport) -> str:
 
 def _pair_case(pair: PairedRow, flips: dict[str, list[str]], classname: str) -> JUnitCase:
     """A paired row: an error when the new prediction failed, a failure when a score flipped
-    pass -> fail."""
-    r = pair.new.first
-    case = JUnitCase(f"row {r.index} (line {r.line})", classname, system_out=clip(json.dumps(
-        {"inputs": r.inputs, "y_true": r.y_true, "base": pair.base.first.y_pred, "new": r.y_pred},
-        ensure_ascii=False), 4000))
-    if not r.ok:
+    pass -> fail; only those are read again for their output."""
+    n = pair.new
+    case = JUnitCase(f"row {n.index} (line {n.line})", classname)
+    if not n.ok:
+        r = n.first
         case.error, case.kind = r.error or "failed prediction", r.error_kind or "error"
     elif flips.get(pair.key):
         case.failure, case.kind = "; ".join(flips[pair.key]), "pass -> fail"
+    if case.outcome is not None:  # a passing row needs no output
+        r = n.first
+        case.system_out = clip(json.dumps({"inputs": r.inputs, "y_true": r.y_true, "base": pair.base.first.y_pred,
+                                           "new": r.y_pred}, ensure_ascii=False), 4000)
     return case
 
 
@@ -211,30 +214,45 @@ def compare_junit(report: CompareReport, pairs: list[PairedRow]) -> str:
                       JUnitSuite(f"{name}: compared scores", scores, timestamp=report.created_at)])
 
 
-def _pair_view(pair: PairedRow, report: CompareReport) -> RowView:
+def _pair_status(pair: PairedRow, threshold: float) -> str:
+    value = pair.new.mean(TOTAL)
+    if not pair.new.ok:
+        return "error"
+    return "ungraded" if value is None else "pass" if value >= threshold else "fail"
+
+
+def _pair_view(pair: PairedRow, report: CompareReport, status: str, values: dict[str, float | None],
+               threshold: float) -> RowView:
+    """The table row of a pair: the new prediction beside the base one, and which way it flipped."""
     r, b = pair.new.first, pair.base.first
-    total = report.scores[0] if report.scores else None
-    threshold = total.pass_threshold if total is not None else 0.5
     new_value, base_value = pair.new.mean(TOTAL), pair.base.mean(TOTAL)
-    status = "error" if not r.ok else "ungraded" if new_value is None else \
-        "pass" if new_value >= threshold else "fail"
     flip = ""
     if new_value is not None and base_value is not None and (base_value >= threshold) != (new_value >= threshold):
         flip = "pass -> fail" if base_value >= threshold else "fail -> pass"
-    scores = {s.name: pair.new.mean(s.name) for s in report.scores}
-    scores["diff"] = None if new_value is None or base_value is None else new_value - base_value
-    return RowView(key=pair.key if r.index is None else str(r.index), index=r.index, status=status, scores=scores, inputs=r.inputs, y_true=r.y_true,
-                   y_pred=r.y_pred, y_pred_base=b.y_pred, raw=r.raw, error=r.error or b.error,
-                   extra={"flip": flip, "base reward": _num(base_value)})
+    return RowView(key=pair.key if r.index is None else str(r.index), index=r.index, status=status, scores=values,
+                   inputs=r.inputs, y_true=r.y_true, y_pred=r.y_pred, y_pred_base=b.y_pred, raw=r.raw,
+                   error=r.error or b.error, extra={"flip": flip, "base reward": _num(base_value)})
 
 
 def compare_page(report: CompareReport, pairs: list[PairedRow]) -> str:
-    """report.html: the summary, and every paired row (the new prediction beside the base one,
-    changed fields marked; a 'flip' column) in a table that sorts and filters."""
+    """report.html: the summary, and the paired rows (the new prediction beside the base one,
+    changed fields marked; a 'flip' column) in a table that sorts and filters. Only the rows the
+    page keeps are read again."""
     names = [s.name for s in report.scores] + ["diff"]
     thresholds = {s.name: s.pass_threshold for s in report.scores}
-    return interactive_page(f"rewardctl compare: {report.new.spec.name}", render_compare_markdown(report, -1),
-                            (_pair_view(p, report) for p in pairs), names, thresholds)
+    threshold = thresholds.get(TOTAL, 0.5)
+    statuses = [_pair_status(p, threshold) for p in pairs]
+
+    def rows():
+        for pair, status in zip(pairs, statuses, strict=True):
+            values = {s.name: pair.new.mean(s.name) for s in report.scores}
+            new_value, base_value = pair.new.mean(TOTAL), pair.base.mean(TOTAL)
+            values["diff"] = None if new_value is None or base_value is None else new_value - base_value
+            yield status, list(values.values()), \
+                lambda p=pair, s=status, v=values: _pair_view(p, report, s, v, threshold)
+
+    return lazy_page(f"rewardctl compare: {report.new.spec.name}", render_compare_markdown(report, -1), rows(),
+                     names, thresholds, failing=sum(1 for s in statuses if s != "pass"))
 
 
 def write_compare_outputs(out_dir: str | Path | None, report: CompareReport, pairs: list[PairedRow],

@@ -324,6 +324,18 @@ def interactive_page(title: str, summary_markdown: str, rows: Iterable[RowView],
     return _page(title, summary_markdown, collector, pass_thresholds)
 
 
+def lazy_page(title: str, summary_markdown: str, rows: Iterable[tuple[str, list[float | None], Callable[[], RowView]]],
+              score_names: list[str], pass_thresholds: dict[str, float], *, failing: int,
+              max_rows: int = MAX_ROWS) -> str:
+    """interactive_page for rows given as (status, score values, a function that builds the row):
+    only the rows the page keeps are built. ``failing``: how many rows do not pass (the passing
+    ones past the room they leave are skipped unbuilt)."""
+    collector = _Collector(score_names, {}, max_rows, passing_budget=max(0, max_rows - failing))
+    for status, values, make_row in rows:
+        collector.offer(status, values, make_row)
+    return _page(title, summary_markdown, collector, pass_thresholds)
+
+
 def _capped(got: _Collector) -> str:
     if got.seen <= len(got.rows):
         return ""
