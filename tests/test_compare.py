@@ -250,3 +250,15 @@ def test_a_change_is_called_only_when_the_ci_and_the_test_agree():
     assert _verdict(-0.09, (-0.18, -0.01), False, 0.0) == ("borderline", True)  # the gate reads the CI
     assert _verdict(-0.01, (-0.05, 0.03), False, 0.0) == ("no significant change", False)
     assert _verdict(-0.1, (-0.2, -0.01), True, 0.05) == ("regression", False)  # within the margin
+
+
+def test_a_score_the_thresholds_name_is_gated_even_when_the_total_holds(tmp_path):
+    spec = SPEC.replace("    type: exact_match\n", "    type: exact_match\n    text_normalization: [casefold]\n") \
+        .replace("  rewards: {em: 0.1}\n", "  metrics: {overlap: 0.1}\n") \
+        .replace("    type: f1_score\n", "    type: f1_score\n    text_normalization: none\n")
+    base = run_folder(tmp_path, "base", right(30), spec=spec)
+    new = run_folder(tmp_path, "new", [a.upper() for a in right(30)], spec=spec)
+    result, report = compare(base, new, "--fail-on-regression")
+    total, overlap = report["scores"][0], next(s for s in report["scores"] if s["name"] == "overlap")
+    assert total["diff"] == 0 and overlap["gated"] and overlap["regression"]
+    assert result.exit_code == 1
