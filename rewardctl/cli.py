@@ -318,7 +318,7 @@ COMPARE_EXIT_CODES = ("Exit codes: 0 no regression (or no gate); 1 a regression 
 def compare_command(
     base: Annotated[Path, typer.Argument(help="The baseline's --out folder (eval, score or merge).", show_default=False)],
     new: Annotated[Path, typer.Argument(help="The new run's --out folder.", show_default=False)],
-    key: Annotated[str | None, typer.Option(help="Pair rows by this field (of the inputs, y_true or the dataset's other keys) [default: a hash of the input fields].", show_default=False)] = None,
+    key: Annotated[str | None, typer.Option(help="Pair rows by this field (of the inputs, y_true or the dataset's other keys; 'index': the row's position) [default: a hash of the input fields].", show_default=False)] = None,
     fail_on_regression: Annotated[float | None, typer.Option(
         "--fail-on-regression", metavar="[MARGIN]", min=0,
         help="Exit 1 when the total reward (or a reward or metric the spec's thresholds name) drops "
