@@ -91,7 +91,35 @@ def distribution_stats(values: list[float | None], known: tuple[float, float] | 
     return stats
 
 
-def check_distribution(pop: Population, score: Reward) -> DistributionCheck:
+def all_matched(stats: DistributionEvidence, extremes: ExtremesEvidence | None) -> bool:
+    """Whether a constant score is every prediction scoring what its reference scores against
+    itself, by a reward that does drop on bad outputs (the extremes check's separation): then the
+    sample holds no wrong prediction, and the reward is not shown to ignore its input."""
+    if extremes is None or extremes.separation is None or not extremes.means or extremes.range is None:
+        return False
+    top = extremes.means.get("self")
+    width = extremes.range[1] - extremes.range[0]
+    return (top is not None and stats.min is not None and extremes.separation >= 0.1
+            and stats.min >= top - 1e-6 * max(width, 1.0))
+
+
+def constant_finding(stats: DistributionEvidence, extremes: ExtremesEvidence | None) -> tuple[Status, str]:
+    """A constant score fails (it cannot rank outputs), unless every prediction was right (a warning)."""
+    value = stats.min
+    stats.all_predictions_matched = all_matched(stats, extremes)
+    if not stats.all_predictions_matched or extremes is None or not extremes.means:
+        return "fail", f"constant: every output scores {value:g}, so it cannot rank outputs"
+    bad = [(k, extremes.means[k]) for k in ("empty", "truncated", "unrelated", "garbage")
+           if extremes.means.get(k) is not None]
+    drops = ", ".join(f"{k} {v:.3f}" for k, v in bad)
+    return "warn", (f"every prediction matched its reference: all {stats.count} rows score {value:g}, the "
+                    f"reference's own score, so the sample cannot show how it ranks wrong outputs; bad outputs "
+                    f"score lower ({drops})")
+
+
+def check_distribution(pop: Population, score: Reward, extremes: ExtremesCheck | None = None) -> DistributionCheck:
+    """``extremes``: the same score's extremes check, which tells a constant score that ignores its
+    input (a failure) from one over predictions that were all right (a warning)."""
     name = score.name
     if not pop.has_outputs:
         return DistributionCheck(score=name, status="skip",
@@ -105,7 +133,7 @@ def check_distribution(pop: Population, score: Reward) -> DistributionCheck:
     elif stats.out_of_range:
         status, summary = "fail", f"{stats.out_of_range} values outside its range {list(known)}"
     elif len(finite) >= 2 and stats.distinct == 1:
-        status, summary = "fail", f"constant: every output scores {finite[0]:g}, so it cannot rank outputs"
+        status, summary = constant_finding(stats, extremes.evidence if extremes is not None else None)
     elif len(finite) >= 10 and stats.mode_share >= 0.95:
         status, summary = "warn", f"nearly constant: {stats.mode_share:.0%} of outputs score the same"
     elif not finite:
@@ -118,19 +146,29 @@ def check_distribution(pop: Population, score: Reward) -> DistributionCheck:
 
 # --- 2. extremes ---------------------------------------------------------------------------------
 
-def bad_outputs(sample: list[Item]) -> dict[str, list[Any]]:
+def bad_outputs(sample: list[Item], score: Reward) -> dict[str, list[Any]]:
     """y_true itself, and outputs that should score low: emptied, truncated, another row's
-    reference, garbage."""
+    reference (one that differs where the reward looks, after its masks, when a row has one),
+    garbage."""
     y_trues = [it.y_true for it in sample]
+    seen = [score.apply_masks(t) for t in y_trues]
     unrelated = []
-    for i, it in enumerate(sample):
-        n = len(sample)
-        other = next((sample[(i + k) % n].y_true for k in range(1, n)
-                      if sample[(i + k) % n].y_true != it.y_true), sample[(i + 1) % n].y_true)
-        unrelated.append(other)
+    n = len(sample)
+    for i in range(n):
+        others = [(i + k) % n for k in range(1, n)]
+        other = next((j for j in others if seen[j] != seen[i]),
+                     next((j for j in others if y_trues[j] != y_trues[i]), (i + 1) % n))
+        unrelated.append(y_trues[other])
     return {"self": y_trues, "empty": [emptied(t) for t in y_trues],
             "truncated": [truncated(t) for t in y_trues], "unrelated": unrelated,
             "garbage": [garbage(t) for t in y_trues]}
+
+
+def changed_rows(score: Reward, y_trues: list[Any], preds: list[Any]) -> list[int]:
+    """The rows where a bad output differs from its reference where the reward looks: one equal
+    to it (an empty string, 0 or False already, or a cut that drops nothing) is no bad output."""
+    return [i for i, (t, p) in enumerate(zip(y_trues, preds, strict=True))
+            if score.apply_masks(t) != score.apply_masks(p)]
 
 
 def best_and_worst(pop: Population, name: str) -> list[ScoredRow]:
@@ -165,8 +203,9 @@ def judge_extremes(ev: ExtremesEvidence, per_kind: dict[str, list[float]]) -> tu
         status = "warn"
         problems.append(f"truncated outputs score like whole ones ({means['truncated']:.3f})")
     summary = "; ".join(problems) if problems else (
-        f"self {means['self']:.3f} at the top; empty {means['empty']:.3f}, unrelated {means['unrelated']:.3f}, "
-        f"garbage {means['garbage']:.3f}")
+        f"self {means['self']:.3f} at the top; " +
+        ", ".join(f"{k} {means[k]:.3f}" if means[k] is not None else f"{k} n/a"
+                  for k in ("empty", "unrelated", "garbage")))
     return status, summary
 
 
@@ -177,16 +216,22 @@ async def check_extremes(pop: Population, score: Reward) -> ExtremesCheck:
         return ExtremesCheck(score=name, status="skip", summary="needs at least 2 rows")
     y_trues, inputs = [it.y_true for it in sample], [it.inputs for it in sample]
     per_kind: dict[str, list[float]] = {}
-    for kind, preds in bad_outputs(sample).items():
-        values = await raw_values(score, y_trues, preds, inputs)
+    for kind, preds in bad_outputs(sample, score).items():
+        rows = range(len(sample)) if kind == "self" else changed_rows(score, y_trues, preds)
+        values = await raw_values(score, [y_trues[i] for i in rows], [preds[i] for i in rows],
+                                  [inputs[i] for i in rows]) if rows else []
         per_kind[kind] = [v for v in values if v is not None and math.isfinite(v)]
     means = {kind: float(np.mean(vals)) if vals else None for kind, vals in per_kind.items()}
     lo, hi, known = pop.span(score, [v for vals in per_kind.values() for v in vals] + pop.finite(name))
-    ev = ExtremesEvidence(means=means, range=[lo, hi], range_known=known)
+    ev = ExtremesEvidence(means=means, rows={kind: len(vals) for kind, vals in per_kind.items()},
+                          range=[lo, hi], range_known=known)
     if pop.has_outputs:
         ev.best_and_worst = best_and_worst(pop, name)
     if means["self"] is None:
         return ExtremesCheck(score=name, status="skip", summary="no values for y_true against itself", evidence=ev)
+    if all(means[k] is None for k in ("empty", "unrelated", "garbage")):
+        return ExtremesCheck(score=name, status="skip", evidence=ev,
+                             summary="no bad output differs from its reference where the reward looks")
     status, summary = judge_extremes(ev, per_kind)
     return ExtremesCheck(score=name, status=status, summary=summary, evidence=ev)
 

@@ -113,8 +113,10 @@ async def run_checks(pop: Population) -> list[AnyCheck]:
     y_trues, inputs = [it.y_true for it in pop.items], [it.inputs for it in pop.items]
     for score in pop.scores:
         pop.values[score.name] = await raw_values(score, y_trues, outputs, inputs)
-    checks: list[AnyCheck] = [check_distribution(pop, score) for score in pop.scores]
-    checks += [await check_extremes(pop, score) for score in pop.scores]
+    extremes = [await check_extremes(pop, score) for score in pop.scores]
+    # a constant score's verdict needs its extremes: all right, or blind to its input
+    checks: list[AnyCheck] = [check_distribution(pop, score, ext) for score, ext in zip(pop.scores, extremes, strict=True)]
+    checks += extremes
     checks += [check_balance(pop), check_normalization(pop), check_agreement(pop)]
     checks += [check_length_bias(pop, score) for score in pop.scores]
     checks += [await check_probes(pop, score) for score in pop.scores]

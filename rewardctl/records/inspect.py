@@ -52,6 +52,10 @@ class DistributionEvidence(Recorded):
     tie_share: float | None = None
     expected_range: list[float] | None = None
     out_of_range: int | None = None
+    all_predictions_matched: bool | None = Field(
+        None, description="Set for a constant score: true when every prediction scored what its reference "
+        "scores against itself and bad outputs score lower (a warning: the sample has no wrong prediction), "
+        "false when the reward scores bad outputs alike too (a failure: it ignores its input).")
 
 
 class ScoredRow(BaseModel):
@@ -65,6 +69,9 @@ class ExtremesEvidence(Recorded):
     """Mean value of y_true against itself and of bad outputs (empty, truncated, unrelated, garbage)."""
 
     means: dict[str, float | None] | None = None
+    rows: dict[str, int] | None = Field(
+        None, description="How many rows each kind's mean is over: a bad output equal to its reference "
+        "where the reward looks (an empty string, 0 or False already, a cut that drops nothing) is left out.")
     range: list[float] | None = None
     range_known: bool | None = None
     best_and_worst: list[ScoredRow] | None = None
