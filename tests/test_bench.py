@@ -54,3 +54,32 @@ def test_embedded_bench_replays_the_same_completions():
 def test_html_bench_reports_size_and_build_time():
     out = bench("html_report.py", "--rows", 300, "--repeats", 1, "--no-browser")
     assert "bytes" in out or "MB" in out
+
+
+def test_optimizers_bench_help_names_its_options():
+    out = bench("optimizers.py", "--help", timeout=60)
+    for option in ("--tasks", "--methods", "--limit-test", "--epochs", "--option", "--seed", "--out", "--json"):
+        assert option in out
+
+
+HELD_OUT_TASKS = ("animal_class", "element_names", "number_words", "person_age", "sum_check")
+
+
+@pytest.mark.parametrize("task", HELD_OUT_TASKS)
+def test_held_out_task_is_valid_and_split_40_20_40_without_overlap(task):
+    """The optimizers bench's held-out tasks: each spec validates, has no demos (the optimizers
+    learn them), and its splits hold 40, 20 and 40 distinct rows that no other split repeats."""
+    import json
+
+    folder = ROOT / "bench" / "tasks" / task
+    result = subprocess.run([str(Path(sys.executable).with_name("rewardctl")), "validate", str(folder / "spec.yaml")],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 examples" in result.stdout + result.stderr
+    seen = set()
+    for split, size in (("train", 40), ("val", 20), ("test", 40)):
+        rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+        assert len(rows) == size, split
+        keys = {json.dumps(row, sort_keys=True) for row in rows}
+        assert len(keys) == size and not keys & seen, f"{split} repeats a row"
+        seen |= keys
