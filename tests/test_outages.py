@@ -292,7 +292,7 @@ def test_a_dead_worker_process_stops_the_run_with_the_resume_hint(tmp_path):
             time.sleep(0.2)
         assert worker is not None, "no LM worker process appeared"
         os.kill(worker, signal.SIGKILL)
-        _, stderr = proc.communicate(timeout=300)
+        _, stderr = proc.communicate(timeout=1800)
     assert proc.returncode == 3
     assert "an LM worker process exited" in stderr and "--resume" in stderr
 

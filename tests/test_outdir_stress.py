@@ -83,7 +83,7 @@ def cli_env(tmp_path) -> dict[str, str]:
                 PYTHONPATH=str(ROOT))
 
 
-def run_cli(args, env, *, unprivileged=False, timeout=240) -> subprocess.CompletedProcess:
+def run_cli(args, env, *, unprivileged=False, timeout=1200) -> subprocess.CompletedProcess:
     """``rewardctl ARGS`` in a subprocess; ``unprivileged``: without root's power over permissions."""
     prefix = []
     if unprivileged and os.geteuid() == 0:
@@ -370,7 +370,7 @@ HOLD_AND_EXIT = textwrap.dedent("""\
 def test_the_lock_is_released_when_a_run_finishes(tmp_path):
     out = tmp_path / "out"
     for _ in range(2):
-        done = subprocess.run([sys.executable, "-c", HOLD_AND_EXIT, str(out)], env=cli_env(tmp_path), timeout=60)
+        done = subprocess.run([sys.executable, "-c", HOLD_AND_EXIT, str(out)], env=cli_env(tmp_path), timeout=600)
         assert done.returncode == 0
     with claim_out_dir(out):
         pass
