@@ -3,6 +3,8 @@
 A checkpoint holds the spec's fingerprint (of everything an optimizer does not change), the
 trainable state it reached, the optimizer's config and state, the loop's population and history,
 and the random generator's state, so `--resume` continues exactly where the run stopped.
+An interrupted run also leaves run.partial.json (``RunSoFar``): the time and usage it had spent,
+which `--resume` adds to its own.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pydantic import ValidationError
 
 from rewardctl.errors import InputError
 from rewardctl.io import atomic_write_text
-from rewardctl.records.optimize import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Checkpoint
+from rewardctl.records.optimize import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Checkpoint, RunSoFar
 from rewardctl.spec import ProgramSpec
 from rewardctl.state import ProgramState
+
+PARTIAL_FILE = "run.partial.json"  # an interrupted run's time and usage so far, for --resume to add to
 
 
 def fixed_fingerprint(spec: ProgramSpec) -> str:
@@ -62,6 +66,18 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise InputError(f"checkpoint is malformed: {where}: {error['msg']}", path=str(path)) from None
+
+
+def write_run_so_far(out: Path, so_far: RunSoFar) -> None:
+    atomic_write_text(out / PARTIAL_FILE, so_far.model_dump_json() + "\n")
+
+
+def read_run_so_far(out: Path) -> RunSoFar | None:
+    """What an interrupted run in ``out`` had spent; None when there is no readable record."""
+    try:
+        return RunSoFar.model_validate_json((out / PARTIAL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def state_for(spec: ProgramSpec, checkpoint: Checkpoint, path: str | Path) -> ProgramState:

@@ -368,6 +368,7 @@ def optimize_command(
     seed: Annotated[int | None, typer.Option(help="Seed [default: the optimizer's, 0]; 0 is a seed.")] = None,
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="Start from no demos (the baseline is zero-shot).")] = False,
     reference: Annotated[Path | None, typer.Option(help="A checkpoint whose state is the KL reference [default: the initial program].")] = None,
+    final_kl_rows: Annotated[int, typer.Option(min=0, help="Local models: estimate the best state's KL to the reference at the end on a seeded sample of at most this many validation rows (2 sampled outputs each; 0: not at all).")] = OptimizeOptions.final_kl_rows,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoints, best.json, report.json, report.md, learning_curve.png.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last checkpoint.")] = False,
     concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = OptimizeOptions.concurrency,
@@ -389,7 +390,7 @@ def optimize_command(
         options = OptimizeOptions(train=train, val=val, val_split=val_split, test=test,
                                   out_dir=str(out) if out else None, optimizer=optimizer, epochs=epochs,
                                   seed=seed, zero_shot=zero_shot, resume=resume, concurrency=concurrency,
-                                  reference=str(reference) if reference else None,
+                                  reference=str(reference) if reference else None, final_kl_rows=final_kl_rows,
                                   use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
         write = None if out is None else (lambda report: write_optimize_outputs(out, report))
         with claim_out_dir(out), DataChannel() as channel:

@@ -8,7 +8,9 @@ whole validation set (minibatch scores of different batches are not comparable),
 keeps the best `population_size`, the epoch goes into the history, and a checkpoint is written.
 Training stops early after `patience` epochs without a better validation reward. At the end, the
 best state and the initial program (the baseline) are evaluated on the same validation rows (and
-test rows, when given), with the paired difference and its bootstrap CI.
+test rows, when given), with the paired difference and its bootstrap CI, and the best state's KL
+to the reference is estimated on a seeded sample of at most `--final-kl-rows` validation rows
+(local models; exactly 0, with nothing sampled, when the best state is the reference).
 
 Every random choice comes from one `random.Random(seed)` whose state is checkpointed, and model
 calls are cached, so a resumed run ends where an uninterrupted run ends.
@@ -17,6 +19,7 @@ calls are cached, so a resumed run ends where an uninterrupted run ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -27,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from rewardctl.checkpoint import (
+    PARTIAL_FILE,
     fixed_fingerprint,
     load_state,
     read_checkpoint,
+    read_run_so_far,
     rng_state,
     set_rng_state,
     write_checkpoint,
+    write_run_so_far,
 )
 from rewardctl.dataset import Row, read_rows
 from rewardctl.errors import InputError, RunError
@@ -54,6 +60,7 @@ from rewardctl.records.optimize import (
     KLEstimate,
     OptimizeData,
     OptimizeReport,
+    RunSoFar,
     ScorePair,
     StateRecord,
     StepRecord,
@@ -202,27 +209,31 @@ async def optimize(spec: ProgramSpec, options: OptimizeOptions, *, spec_path: st
     cache = ResponseCache(options.cache_dir or responses_dir()) if options.use_cache else None
     client = LMClient(spec.model, cache)
     run = OptimizeRun(spec, options, config, splits, Runner(spec, scorer, client, options.concurrency,
-                                                            options.use_cache), on_progress)
+                                                            options.use_cache), on_progress, started)
     try:
         await run.start()
         await run.train()
-        report = await run.final(spec_path, started)
+        report = await run.final(spec_path)
     except (asyncio.CancelledError, KeyboardInterrupt):
+        run.save_so_far()
         raise RunError(run.interrupted_message()) from None
     finally:
         if cache is not None:
             cache.close()
     if write_report is not None:
         write_report(report)
+    if run.out is not None:
+        (run.out / PARTIAL_FILE).unlink(missing_ok=True)  # the report covers the whole run now
     return report
 
 
 class OptimizeRun:
-    """The loop's state and its phases: start (baseline or restore), train (epochs of steps),
-    final (baseline and best compared on validation and test rows)."""
+    """The loop's state and its stages: start (baseline or restore), search (epochs of steps),
+    final (baseline and best compared on validation and test rows, the best's KL to the
+    reference)."""
 
     def __init__(self, spec: ProgramSpec, options: OptimizeOptions, config: OptimizerConfig, splits: Splits,
-                 runner: Runner, on_progress: ProgressCallback | None):
+                 runner: Runner, on_progress: ProgressCallback | None, started: float):
         self.spec, self.options, self.config, self.splits = spec, options, config, splits
         self.runner, self.on_progress = runner, on_progress
         self.optimizer: Optimizer = OPTIMIZERS[config.type](config, spec.outputs)
@@ -239,7 +250,11 @@ class OptimizeRun:
         self.resumed_from: int | None = None
         self.early_stopped = False
         self.fingerprint, self.data_fingerprint = fixed_fingerprint(spec), splits.fingerprint()
-        self.phase = "start"
+        self.started = started  # this process's start (time.perf_counter)
+        self.before_s = 0.0  # wall time the interrupted runs spent (--resume)
+        self.usage_before: Usage | None = None  # what they spent
+        self.stage = "baseline"  # "baseline", "search" or "final"
+        self.phase = "baseline"  # what runs now, as the progress display names it
 
     def _progress(self, phase: str, done: int, total: int | None) -> None:
         self.phase = phase
@@ -247,10 +262,37 @@ class OptimizeRun:
             best = self.loop.best.val if self.loop.best is not None else None
             self.on_progress(Progress(phase, done, total, best, label="best val"))
 
+    def elapsed(self) -> float:
+        """Wall time of the whole run so far: the interrupted runs' and this process's."""
+        return self.before_s + time.perf_counter() - self.started
+
+    def usage(self) -> Usage:
+        client = self.runner.client
+        return Usage(requests=client.requests, prompt_tokens=client.prompt_tokens,
+                     completion_tokens=client.completion_tokens, retries=client.retried,
+                     faults=client.faults, cost_usd=client.run_cost()).after(self.usage_before)
+
+    def save_so_far(self) -> None:
+        """On interruption: what the run has spent, for --resume to add to its own."""
+        if self.out is not None:
+            with contextlib.suppress(OSError):  # the message on stderr matters more
+                write_run_so_far(self.out, RunSoFar(elapsed_s=round(self.elapsed(), 2), usage=self.usage(),
+                                                    where=self.phase))
+
     def interrupted_message(self) -> str:
-        where = f"; {self.loop.epoch} epochs are checkpointed in {self.out}, continue with --resume" if self.out else ""
-        when = "in the final evaluation" if self.phase == "final evaluation" else f"during epoch {self.loop.epoch + 1}"
-        return f"interrupted {when}{where}"
+        epochs = self.loop.epoch
+        if self.stage == "final":
+            when = f"in the final phase ({self.phase.removeprefix('final: ')}), after the search"
+        elif self.stage == "baseline":
+            when = "while scoring the baseline"
+        else:
+            when = f"during epoch {epochs + 1}"
+        if self.out is None:
+            return f"interrupted {when}"
+        if epochs == 0:
+            return f"interrupted {when}; no epoch had finished, nothing to resume in {self.out}: start again"
+        return (f"interrupted {when}; {epochs} epoch{'s are' if epochs > 1 else ' is'} checkpointed in "
+                f"{self.out}, continue with --resume")
 
     async def start(self) -> None:
         """The baseline's validation score, or the state of an interrupted run."""
@@ -258,7 +300,9 @@ class OptimizeRun:
             assert self.out is not None
             self.resumed_from = restore(self.out, self)
             return
-        self._progress("baseline", 0, None)
+        if self.out is not None:  # an earlier run's, in the same folder: not this run's time
+            (self.out / PARTIAL_FILE).unlink(missing_ok=True)
+        self._progress("baseline: validation split", 0, None)
         first = Candidate(self.initial, self.initial.key(), epoch=0)
         first.val = self.loop.baseline_val = (await self.optimizer.evaluate(
             self.runner, self.initial, self.splits.val, self.rng.getrandbits(31))).objective
@@ -266,6 +310,7 @@ class OptimizeRun:
 
     async def train(self) -> None:
         loop, config = self.loop, self.config
+        self.stage = "search"
         while loop.epoch < config.epochs:
             if config.patience is not None and loop.no_improve >= config.patience:
                 self.early_stopped = True
@@ -282,11 +327,13 @@ class OptimizeRun:
         steps = [order[i : i + size] for i in range(0, len(order), size)]
         train_rewards: list[float] = []
         fresh: list[Candidate] = []
+        phase = f"search: epoch {epoch}/{self.config.epochs}, steps"
+        self._progress(phase, 0, len(steps))
         for step, indices in enumerate(steps, start=1):
             candidate = await self.step([train[i] for i in indices], epoch, step, train_rewards)
             if candidate is not None:
                 fresh.append(candidate)
-            self._progress(f"optimize epoch {epoch}/{self.config.epochs}", step, len(steps))
+            self._progress(phase, step, len(steps))
         await self.end_epoch(epoch, fresh, train_rewards, epoch_started)
 
     async def step(self, batch: list[Row], epoch: int, step: int, train_rewards: list[float]) -> Candidate | None:
@@ -324,9 +371,12 @@ class OptimizeRun:
         the best, record the epoch, checkpoint."""
         loop, config, val = self.loop, self.config, self.splits.val
         shortlist = sorted(fresh, key=lambda c: -(c.mini or 0.0))[: config.population_size]
-        for candidate in shortlist:
+        phase = f"search: epoch {epoch}/{config.epochs}, candidates on validation"
+        for done, candidate in enumerate(shortlist, start=1):
+            self._progress(phase, done - 1, len(shortlist))
             candidate.val = (await self.optimizer.evaluate(self.runner, candidate.state, val,
                                                            self.rng.getrandbits(31))).objective
+            self._progress(phase, done, len(shortlist))
         loop.population = sorted([*loop.population, *shortlist], key=lambda c: -(c.val or 0.0))[: config.population_size]
         leader = loop.population[0]
         leader_results = await self.runner.run(leader.state, val)
@@ -354,29 +404,50 @@ class OptimizeRun:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng_state(self.rng),
             population=[c.to_record() for c in loop.population], best=loop.best.to_record(),
             best_epoch=loop.best_epoch, history=loop.history, no_improve=loop.no_improve,
-            seen=sorted(loop.seen), baseline_val=loop.baseline_val, steps=loop.steps, warnings=loop.warnings)
+            seen=sorted(loop.seen), baseline_val=loop.baseline_val, steps=loop.steps, warnings=loop.warnings,
+            elapsed_s=round(self.elapsed(), 2), usage=self.usage())
 
-    async def final(self, spec_path: str | None, started: float) -> OptimizeReport:
+    async def final(self, spec_path: str | None) -> OptimizeReport:
         """Baseline and best on the same validation (and test) rows; the best's KL to the reference."""
-        loop, runner, splits, seed = self.loop, self.runner, self.splits, self.config.seed
+        loop, splits = self.loop, self.splits
         assert loop.best is not None
+        self.stage = "final"
         if self.out is not None and loop.epoch == 0 and not (self.out / "best.json").exists():
             write_checkpoint(self.out / "best.json", self.checkpoint(loop.best.state))
-        self._progress("final evaluation", 0, 2 if splits.test is None else 4)
-        validation = compare(await runner.run(self.initial, splits.val), await runner.run(loop.best.state, splits.val), seed)
-        test_cmp = None
-        if splits.test is not None:
-            test_cmp = compare(await runner.run(self.initial, splits.test),
-                               await runner.run(loop.best.state, splits.test), seed)
-        kl_report = None
-        if self.spec.model.is_local and self.spec.model.resolved_format == "fields":
-            self._progress("final evaluation: KL to the reference", 0, None)
-            kl_report = KLEstimate(**await kl_to_reference(runner, loop.best.state, self.reference, splits.val, seed=seed))
-        return self.report(spec_path, started, validation, test_cmp, kl_report)
+        validation = await self.compare_on("validation split", splits.val)
+        test_cmp = await self.compare_on("test split", splits.test) if splits.test is not None else None
+        return self.report(spec_path, validation, test_cmp, await self.final_kl())
 
-    def report(self, spec_path: str | None, started: float, validation: Comparison, test: Comparison | None,
+    async def compare_on(self, name: str, rows: list[Row]) -> Comparison:
+        """The baseline and the best on the same rows, paired."""
+        assert self.loop.best is not None
+        results = []
+        for who, state in (("baseline", self.initial), ("best", self.loop.best.state)):
+            phase = f"final: {name}, {who}"
+            self._progress(phase, 0, len(rows))
+            results.append(await self.runner.run(state, rows,
+                                                 on_row=lambda n, phase=phase: self._progress(phase, n, len(rows))))
+        return compare(*results, seed=self.config.seed)
+
+    async def final_kl(self) -> KLEstimate | None:
+        """KL(best || reference) on a seeded sample of at most --final-kl-rows validation rows
+        (local models with a completion prompt: sampling token by token needs one)."""
+        model, limit, val = self.spec.model, self.options.final_kl_rows, self.splits.val
+        if limit == 0 or not (model.is_local and model.resolved_format == "fields"):
+            return None
+        assert self.loop.best is not None
+        rows = val if limit >= len(val) else [
+            val[i] for i in sorted(random.Random(self.config.seed).sample(range(len(val)), limit))]
+        phase = f"final: KL to the reference on {len(rows)} rows"
+        self._progress(phase, 0, len(rows))
+        started = time.perf_counter()
+        estimate = await kl_to_reference(self.runner, self.loop.best.state, self.reference, rows,
+                                         seed=self.config.seed, on_row=lambda n: self._progress(phase, n, len(rows)))
+        return KLEstimate(**estimate, val_rows=len(val), seconds=round(time.perf_counter() - started, 2))
+
+    def report(self, spec_path: str | None, validation: Comparison, test: Comparison | None,
                kl_report: KLEstimate | None) -> OptimizeReport:
-        loop, spec, splits, options, client = self.loop, self.spec, self.splits, self.options, self.runner.client
+        loop, spec, splits, options = self.loop, self.spec, self.splits, self.options
         assert loop.best is not None
         return OptimizeReport(
             spec=SpecInfo(path=spec_path, name=spec.name, fingerprint=self.fingerprint, model=spec.model.name),
@@ -390,10 +461,9 @@ class OptimizeRun:
                            demos=len(loop.best.state.examples), instructions=loop.best.state.instructions,
                            state=state_record(loop.best.state)),
             validation=validation, test=test, early_stopped=self.early_stopped,
-            resumed_from_epoch=self.resumed_from, wall_time_s=round(time.perf_counter() - started, 2),
-            usage=Usage(requests=client.requests, prompt_tokens=client.prompt_tokens,
-                        completion_tokens=client.completion_tokens, retries=client.retried,
-                        faults=client.faults, cost_usd=client.run_cost()))
+            resumed_from_epoch=self.resumed_from, wall_time_s=round(self.elapsed(), 2),
+            resumed_wall_time_s=round(self.before_s, 2) if self.resumed_from is not None else None,
+            usage=self.usage())
 
 
 def restore(out: Path, run: OptimizeRun) -> int:
@@ -421,4 +491,11 @@ def restore(out: Path, run: OptimizeRun) -> int:
     loop.seen, loop.baseline_val = set(data.seen), data.baseline_val
     run.optimizer.load_state_dict(data.optimizer_state)
     set_rng_state(run.rng, data.rng_state)
+    # What the interrupted runs spent: until the interruption when it was recorded (Ctrl-C,
+    # SIGTERM), else until this checkpoint (kill -9); whichever is later.
+    so_far = read_run_so_far(out)
+    if so_far is not None and so_far.elapsed_s >= data.elapsed_s:
+        run.before_s, run.usage_before = so_far.elapsed_s, so_far.usage
+    else:
+        run.before_s, run.usage_before = data.elapsed_s, data.usage
     return loop.epoch

@@ -106,10 +106,15 @@ class OptimizeOptions:
     concurrency: int = 8
     use_cache: bool = True
     cache_dir: str | None = None
+    # The final KL(best || reference) (local models): on a seeded sample of at most this many
+    # validation rows, 2 sampled outputs each; 0: not computed.
+    final_kl_rows: int = 32
 
     def __post_init__(self) -> None:
         if self.val is None and not 0 < self.val_split < 1:
             raise InputError("expected a share between 0 and 1", field="--val-split")
+        if self.final_kl_rows < 0:
+            raise InputError("expected a number of rows, 0 or more (0: no final KL)", field="--final-kl-rows")
         if self.resume and self.out_dir is None:
             raise InputError("--resume needs --out DIR (the interrupted run's folder)")
 

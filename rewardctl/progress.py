@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # what is running: "eval", "score", "optimize epoch 2/5", "final evaluation"...
+    # What is running, named for a person: "eval", "score", "train-reward"; optimize's
+    # "baseline: validation split", "search: epoch 2/5, steps", "final: test split, best",
+    # "final: KL to the reference on 32 rows"...
+    phase: str
     done: int  # units finished in this phase (rows, steps, epochs)
     total: int | None  # units in the phase; None when unknown (stdin)
     value: float | None = None  # the number to watch (running reward, best validation reward...)

@@ -4,6 +4,7 @@ inspect-rewards use it; eval streams files instead)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from rewardctl.dataset import Row
@@ -29,12 +30,20 @@ class Runner:
         self.use_cache = use_cache
         self.failed_fatal: str | None = None
 
-    async def run(self, state: ProgramState, rows: list[Row]) -> list[tuple[Prediction, RowScores]]:
+    async def run(self, state: ProgramState, rows: list[Row], *,
+                  on_row: Callable[[int], None] | None = None) -> list[tuple[Prediction, RowScores]]:
+        """``on_row(n)`` hears of each finished prediction (n of them so far)."""
         program = Program(self.signature, state)
+        finished = 0
 
         async def one(row: Row) -> Prediction:
+            nonlocal finished
             async with self.limit:
-                return await program.predict(row.inputs, self.client, use_cache=self.use_cache)
+                pred = await program.predict(row.inputs, self.client, use_cache=self.use_cache)
+            finished += 1
+            if on_row is not None:
+                on_row(finished)
+            return pred
 
         preds = await asyncio.gather(*(one(r) for r in rows))
         for pred in preds:
@@ -56,9 +65,11 @@ class Runner:
         return mean_reward(await self.run(state, rows))
 
     async def sample(self, state: ProgramState, reference: ProgramState | None, rows: list[Row], *,
-                     n: int, max_tokens: int, seed: int) -> list[Any]:
+                     n: int, max_tokens: int, seed: int,
+                     on_row: Callable[[int], None] | None = None) -> list[Any]:
         """``n`` outputs per row sampled from ``state`` at temperature 1, each with its reward and
-        with the reference's log-probabilities of exactly its tokens."""
+        with the reference's log-probabilities of exactly its tokens; ``on_row(i)`` hears of each
+        finished row (i of them so far)."""
         program = Program(self.signature, state)
         ref_program = Program(self.signature, reference or state)
         out = []
@@ -83,22 +94,32 @@ class Runner:
             for sample, score in zip(samples, scores, strict=True):
                 sample.reward = score.reward
             out.extend(samples)
+            if on_row is not None:
+                on_row(i + 1)
         return out
 
 
 async def kl_to_reference(runner: Runner, state: ProgramState, reference: ProgramState, rows: list[Row],
-                          seed: int, n: int = 2, max_tokens: int = 48) -> dict[str, Any]:
-    """KL(state || reference) from sampled outputs: k1 and k3, with standard errors."""
+                          seed: int, n: int = 2, max_tokens: int = 48,
+                          on_row: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """KL(state || reference) from ``n`` sampled outputs per row: k1 and k3, with standard
+    errors. A state that is the reference has a KL of exactly 0: nothing is sampled."""
+    if state.key() == reference.key():
+        # Same prompt, same procedure: every sample's log-probabilities would be the reference's.
+        return {"rows": 0, "samples_per_row": n, "samples": 0, "k1": 0.0, "k1_stderr": 0.0, "k3": 0.0,
+                "k3_stderr": 0.0, "entropy": None, "identical": True}
     # numpy costs start-up time that only this computation needs.
     import numpy as np
 
-    samples = await runner.sample(state, reference, rows, n=n, max_tokens=max_tokens, seed=seed)
+    samples = await runner.sample(state, reference, rows, n=n, max_tokens=max_tokens, seed=seed, on_row=on_row)
     k1 = np.array([sequence_kl(s.logprobs, s.ref_logprobs, "k1") for s in samples])
     k3 = np.array([sequence_kl(s.logprobs, s.ref_logprobs, "k3") for s in samples])
     def se(a):
         return (float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0)
-    return {"samples": len(samples), "k1": float(k1.mean()), "k1_stderr": se(k1), "k3": float(k3.mean()),
-            "k3_stderr": se(k3), "entropy": float(np.mean([np.mean(s.entropies) for s in samples if s.entropies]))}
+    entropies = [np.mean(s.entropies) for s in samples if s.entropies]
+    return {"rows": len(rows), "samples_per_row": n, "samples": len(samples), "k1": float(k1.mean()),
+            "k1_stderr": se(k1), "k3": float(k3.mean()), "k3_stderr": se(k3),
+            "entropy": float(np.mean(entropies)) if entropies else None}
 
 
 def mean_reward(results: list[tuple[Prediction, RowScores]]) -> float:

@@ -145,7 +145,7 @@ def test_a_lock_dies_with_its_process(tmp_path):
     result = invoke(*args)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["summary"]["count"] == 3
-    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "report.html", "report.json", "report.md"]
 
 
 def answer(messages):
@@ -334,7 +334,7 @@ def test_reports_and_checkpoints_get_the_permissions_of_predictions(tmp_path, um
     result = invoke("eval", mock_spec(tmp_path), "-d", data(tmp_path), "--out", out, "-q")
     assert result.exit_code == 0, result.stderr
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
-    assert modes == {"predictions.jsonl": 0o644, "report.json": 0o644, "report.md": 0o644}
+    assert modes == {"predictions.jsonl": 0o644, "report.json": 0o644, "report.md": 0o644, "report.html": 0o644}
 
     fakelm.register()
     rows = []

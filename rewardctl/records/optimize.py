@@ -106,6 +106,19 @@ class Checkpoint(BaseModel):
     baseline_val: float
     steps: list[StepRecord] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    elapsed_s: float = Field(0.0, description="Wall time of the run when this checkpoint was written, "
+                             "seconds; earlier runs of it (--resume) included.")
+    usage: Usage | None = Field(None, description="The run's usage when this checkpoint was written, "
+                                "earlier runs of it (--resume) included.")
+
+
+class RunSoFar(BaseModel):
+    """What an interrupted optimize had spent when it stopped (run.partial.json in --out):
+    `--resume` adds it to its own, so that the report covers the whole run."""
+
+    elapsed_s: float = Field(description="Wall time until the interruption, earlier runs included.")
+    usage: Usage | None = None
+    where: str = Field("", description="What was running when the run was interrupted.")
 
 
 class ScorePair(BaseModel):
@@ -143,14 +156,24 @@ class BestState(BaseModel):
 
 
 class KLEstimate(BaseModel):
-    """KL(best || reference) from sampled outputs: k1 and k3 estimators, nats."""
+    """KL(best || reference) from sampled outputs: k1 and k3 estimators, nats. Estimated on a
+    seeded sample of at most --final-kl-rows validation rows; exactly 0, with nothing sampled,
+    when the best state is the reference."""
 
-    samples: int
+    samples: int = Field(description="Sampled outputs the estimate averages (rows * samples_per_row).")
     k1: float
     k1_stderr: float
     k3: float
     k3_stderr: float
-    entropy: float
+    entropy: float | None = Field(description="Mean per-token entropy of the best state's sampled "
+                                  "outputs, nats; null when nothing was sampled.")
+    rows: int | None = Field(None, description="Validation rows sampled (a seeded sample of at most "
+                             "--final-kl-rows).")
+    val_rows: int | None = Field(None, description="Validation rows the sample was drawn from.")
+    samples_per_row: int | None = None
+    identical: bool = Field(False, description="The best state is the reference: the KL is exactly 0 "
+                            "and nothing was sampled.")
+    seconds: float | None = Field(None, description="Wall time the estimate took.")
 
 
 class OptimizeReport(Report):
@@ -168,6 +191,9 @@ class OptimizeReport(Report):
     test: Comparison | None = None
     early_stopped: bool = False
     resumed_from_epoch: int | None = None
-    wall_time_s: float
+    wall_time_s: float = Field(description="Wall time of the whole run, seconds: with --resume, the "
+                               "interrupted runs' time included.")
+    resumed_wall_time_s: float | None = Field(
+        None, description="Of wall_time_s, the seconds spent before --resume (by the interrupted runs).")
     usage: Usage
     outputs: dict[str, str] = Field(default_factory=dict)

@@ -50,17 +50,33 @@ def _history(report: OptimizeReport) -> list[str]:
     return lines
 
 
+def _kl_line(report: OptimizeReport) -> str:
+    kl = report.kl_to_reference
+    assert kl is not None
+    if kl.identical:
+        return "KL(best || reference) is 0: the best state is the reference (nothing sampled)."
+    where = ""
+    if kl.rows is not None:
+        of = f" of {kl.val_rows}" if kl.val_rows is not None and kl.val_rows != kl.rows else ""
+        where = f" on {kl.rows}{of} validation rows"
+    took = f", {kl.seconds:.1f} s" if kl.seconds is not None else ""
+    return (f"KL(best || reference) from {kl.samples} sampled outputs{where}{took}: k1 {kl.k1:.2f} ± "
+            f"{kl.k1_stderr:.2f}, k3 {kl.k3:.2f} ± {kl.k3_stderr:.2f} nats (± one standard error).")
+
+
 @renders(OptimizeReport, "markdown")
 def render_markdown(report: OptimizeReport) -> str:
     lines = [f"## rewardctl optimize: {report.spec.name} ({report.optimizer['type']})", "", *_comparisons(report)]
     best = report.best
+    resumed = ""
+    if report.resumed_wall_time_s is not None:
+        resumed = (f" ({report.resumed_wall_time_s:.1f} s of it before --resume, which continued from "
+                   f"epoch {report.resumed_from_epoch})")
     lines += ["", f"Best: epoch {best.epoch}, {best.demos} demos, validation objective "
               f"{_fmt(best.val_reward)}. {len(report.history)} epochs"
-              f"{' (stopped early)' if report.early_stopped else ''}, {report.wall_time_s:.1f} s."]
+              f"{' (stopped early)' if report.early_stopped else ''}, {report.wall_time_s:.1f} s{resumed}."]
     if report.kl_to_reference is not None:
-        kl = report.kl_to_reference
-        lines.append(f"KL(best || reference) from {kl.samples} sampled outputs: k1 {kl.k1:.2f} ± "
-                     f"{kl.k1_stderr:.2f}, k3 {kl.k3:.2f} ± {kl.k3_stderr:.2f} nats.")
+        lines.append(_kl_line(report))
     lines += _history(report)
     for warning in report.warnings:
         lines.append(f"\nwarning: {warning}")
