@@ -36,7 +36,7 @@ from rewardctl.records.prediction import PredictionRecord
 
 TOTAL = "reward"
 ONE_SIDE_LISTED = 20
-Z_ALPHA_HALF, Z_POWER = 1.959963984540054, 0.8416212335729143  # alpha 0.05 two-sided, 80% power
+Z_POWER = 0.8416212335729143  # the normal quantile of 80% power
 
 
 @dataclass(slots=True)
