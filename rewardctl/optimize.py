@@ -178,6 +178,11 @@ def compare(baseline: list[tuple[Prediction, RowScores]], optimized: list[tuple[
                       difference=sum(diffs) / len(diffs), ci95=[lo, hi], scores=scores)
 
 
+def observation(row: Row, pred: Prediction, scores: RowScores) -> Observation:
+    return Observation(row.inputs, row.y_true or {}, pred.y_pred if pred.ok else None, scores.reward,
+                       scores={**scores.rewards, **scores.metrics}, error=pred.error, raw=pred.raw)
+
+
 @dataclass
 class LoopState:
     epoch: int = 0  # epochs completed
@@ -249,6 +254,8 @@ class OptimizeRun:
         self.loop = LoopState()
         self.resumed_from: int | None = None
         self.early_stopped = False
+        self.budget_exhausted = False
+        self.search_calls = 0  # the runner's calls when the search ended
         self.fingerprint, self.data_fingerprint = fixed_fingerprint(spec), splits.fingerprint()
         self.started = started  # this process's start (time.perf_counter)
         self.before_s = 0.0  # wall time the interrupted runs spent (--resume)
@@ -314,8 +321,17 @@ class OptimizeRun:
         while loop.epoch < config.epochs:
             if config.patience is not None and loop.no_improve >= config.patience:
                 self.early_stopped = True
-                return
+                break
+            if self.over_budget():
+                break
             await self.epoch(loop.epoch + 1)
+        self.search_calls = self.runner.calls
+
+    def over_budget(self) -> bool:
+        limit = self.config.max_calls
+        if limit is not None and self.runner.calls >= limit:
+            self.budget_exhausted = True
+        return self.budget_exhausted
 
     async def epoch(self, epoch: int) -> None:
         epoch_started = time.perf_counter()
@@ -330,6 +346,8 @@ class OptimizeRun:
         phase = f"search: epoch {epoch}/{self.config.epochs}, steps"
         self._progress(phase, 0, len(steps))
         for step, indices in enumerate(steps, start=1):
+            if self.over_budget():
+                break
             candidate = await self.step([train[i] for i in indices], epoch, step, train_rewards)
             if candidate is not None:
                 fresh.append(candidate)
@@ -343,9 +361,8 @@ class OptimizeRun:
         parent = rng.choice(loop.population).state
         results = await self.runner.run(self.optimizer.teacher(parent, rng), batch)
         train_rewards += [s.reward for _, s in results if s.reward is not None]
-        self.optimizer.observe([Observation(r.inputs, r.y_true or {}, p.y_pred if p.ok else None, s.reward)
-                                for r, (p, s) in zip(batch, results, strict=True)])
-        proposal = self.optimizer.propose(parent, rng)
+        self.optimizer.observe([observation(r, p, s) for r, (p, s) in zip(batch, results, strict=True)])
+        proposal = await self.optimizer.propose_with_model(self.runner, parent, rng)
         if proposal is None or proposal.key() in loop.seen:
             return None
         loop.seen.add(proposal.key())
@@ -405,7 +422,7 @@ class OptimizeRun:
             population=[c.to_record() for c in loop.population], best=loop.best.to_record(),
             best_epoch=loop.best_epoch, history=loop.history, no_improve=loop.no_improve,
             seen=sorted(loop.seen), baseline_val=loop.baseline_val, steps=loop.steps, warnings=loop.warnings,
-            elapsed_s=round(self.elapsed(), 2), usage=self.usage())
+            elapsed_s=round(self.elapsed(), 2), usage=self.usage(), calls=self.runner.calls)
 
     async def final(self, spec_path: str | None) -> OptimizeReport:
         """Baseline and best on the same validation (and test) rows; the best's KL to the reference."""
@@ -461,6 +478,7 @@ class OptimizeRun:
                            demos=len(loop.best.state.examples), instructions=loop.best.state.instructions,
                            state=state_record(loop.best.state)),
             validation=validation, test=test, early_stopped=self.early_stopped,
+            budget_exhausted=self.budget_exhausted, calls=self.search_calls,
             resumed_from_epoch=self.resumed_from, wall_time_s=round(self.elapsed(), 2),
             resumed_wall_time_s=round(self.before_s, 2) if self.resumed_from is not None else None,
             usage=self.usage())
@@ -477,18 +495,19 @@ def restore(out: Path, run: OptimizeRun) -> int:
         raise InputError("the spec changed since this run started; start a new run", path=str(path))
     if data.data_fingerprint != run.data_fingerprint:
         raise InputError("the training or validation data changed since this run started", path=str(path))
-    mutable = ("epochs", "patience")
+    mutable = ("epochs", "patience", "max_calls")
     saved = {k: v for k, v in data.optimizer.items() if k not in mutable}
     current = {k: v for k, v in run.config.model_dump(mode="json").items() if k not in mutable}
     if saved != current:
-        raise InputError("the optimizer's settings changed since this run started (only epochs and "
-                         "patience may change on --resume)", path=str(path))
+        raise InputError("the optimizer's settings changed since this run started (only epochs, patience and "
+                         "max_calls may change on --resume)", path=str(path))
     loop = run.loop
     loop.epoch, loop.best_epoch, loop.no_improve = data.epoch, data.best_epoch, data.no_improve
     loop.population = [Candidate.from_record(c) for c in data.population]
     loop.best = Candidate.from_record(data.best)
     loop.history, loop.steps, loop.warnings = data.history, data.steps, data.warnings
     loop.seen, loop.baseline_val = set(data.seen), data.baseline_val
+    run.runner.calls = data.calls
     run.optimizer.load_state_dict(data.optimizer_state)
     set_rng_state(run.rng, data.rng_state)
     # What the interrupted runs spent: until the interruption when it was recorded (Ctrl-C,

@@ -29,6 +29,7 @@ class Runner:
         self.limit = asyncio.Semaphore(max(1, concurrency))
         self.use_cache = use_cache
         self.failed_fatal: str | None = None
+        self.calls = 0  # model replies, cached ones included: a budget that a rerun spends alike
 
     async def run(self, state: ProgramState, rows: list[Row], *,
                   on_row: Callable[[int], None] | None = None) -> list[tuple[Prediction, RowScores]]:
@@ -46,6 +47,7 @@ class Runner:
             return pred
 
         preds = await asyncio.gather(*(one(r) for r in rows))
+        self.calls += sum(max(1, p.replies) for p in preds)
         for pred in preds:
             if pred.fatal:
                 raise RunError(f"stopped: {pred.error}")

@@ -11,7 +11,7 @@ optimizer's own state round-trips through JSON for checkpoints.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +35,9 @@ class OptimizerConfig(BaseModel):
     patience: int | None = Field(
         2, ge=1, description="Stop after this many epochs without a better validation reward; null: never.")
     seed: int = Field(0, description="Seeds every random choice (0 is a seed).")
+    max_calls: int | None = Field(
+        None, ge=1, description="Budget in model calls (cached replies count, so a rerun stops where the "
+        "run stopped): the search ends at the first step that reaches it; null: no budget.")
     start: Literal["spec", "zero_shot"] = Field(
         "spec", description="Start from the spec's demos, or from none (then the baseline is zero-shot).")
     instruction_candidates: list[str] = Field(
@@ -51,10 +54,19 @@ class Observation:
     y_true: dict[str, Any]
     y_pred: dict[str, Any] | None
     reward: float | None
+    scores: dict[str, float | None] = field(default_factory=dict)  # each reward's and metric's value
+    error: str | None = None  # why the program's reply failed (unparseable, an error), when it did
+    raw: str | None = None  # the reply, when it could not be parsed
 
 
 class CandidateRunner(Protocol):
     """What an optimizer may ask of the loop's runner (rewardctl.runner.Runner)."""
+
+    spec: Any  # the program's ProgramSpec
+    client: Any  # the program's LMClient (its cache is the run's response cache)
+    calls: int  # model replies so far, cached ones included (what max_calls counts)
+
+    async def run(self, state: ProgramState, rows: list[Any]) -> list[Any]: ...
 
     async def mean(self, state: ProgramState, rows: list[Any]) -> float: ...
 
@@ -92,6 +104,13 @@ class Optimizer:
 
     def propose(self, parent: ProgramState, rng: random.Random) -> ProgramState | None:
         raise TypeError(f"{type(self).__name__} must define propose")
+
+    async def propose_with_model(self, runner: CandidateRunner, parent: ProgramState,
+                                 rng: random.Random) -> ProgramState | None:
+        """What the loop calls: an optimizer that asks a model for its proposal (reflective)
+        overrides this; the default is ``propose``. Calls it makes count toward max_calls
+        (``runner.calls``)."""
+        return self.propose(parent, rng)
 
     async def evaluate(self, runner: CandidateRunner, state: ProgramState, rows: list[Any], seed: int) -> StepScore:
         """Score a candidate on rows: ``objective`` decides selection; the other statistics go

@@ -110,6 +110,7 @@ class Checkpoint(BaseModel):
                              "seconds; earlier runs of it (--resume) included.")
     usage: Usage | None = Field(None, description="The run's usage when this checkpoint was written, "
                                 "earlier runs of it (--resume) included.")
+    calls: int = Field(0, description="Model replies the search had used (max_calls counts them).")
 
 
 class RunSoFar(BaseModel):
@@ -190,6 +191,9 @@ class OptimizeReport(Report):
     validation: Comparison
     test: Comparison | None = None
     early_stopped: bool = False
+    budget_exhausted: bool = Field(False, description="The search stopped at the optimizer's max_calls.")
+    calls: int = Field(0, description="Model replies the search used, cached ones included (max_calls "
+                       "counts them); the final phase's are not counted.")
     resumed_from_epoch: int | None = None
     wall_time_s: float = Field(description="Wall time of the whole run, seconds: with --resume, the "
                                "interrupted runs' time included.")
