@@ -363,7 +363,7 @@ def optimize_command(
     val: Annotated[str | None, typer.Option("--val", help="Validation JSONL [default: --val-split of the training set].")] = None,
     val_split: Annotated[float, typer.Option(help="Share of the training set held out for validation when --val is not given.")] = OptimizeOptions.val_split,
     test: Annotated[str | None, typer.Option("--test", help="Held-out JSONL: baseline and best are also compared on it.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="random_few_shot, bootstrap_few_shot or kl [default: the spec's, else random_few_shot].")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="demo_search, random_few_shot, bootstrap_few_shot, kl or reflective [default: the spec's, else demo_search].")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [default: the optimizer's].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed [default: the optimizer's, 0]; 0 is a seed.")] = None,
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="Start from no demos (the baseline is zero-shot).")] = False,

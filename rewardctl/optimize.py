@@ -52,6 +52,7 @@ from rewardctl.program import Prediction
 from rewardctl.progress import Progress, ProgressCallback
 from rewardctl.records.eval import SpecInfo, Usage
 from rewardctl.records.optimize import (
+    BaselineResult,
     BestState,
     CandidateRecord,
     Checkpoint,
@@ -64,13 +65,14 @@ from rewardctl.records.optimize import (
     ScorePair,
     StateRecord,
     StepRecord,
+    Verdict,
 )
 from rewardctl.runner import Runner, kl_to_reference, mean_reward, score_means
 from rewardctl.scoring import RowScores
 from rewardctl.spec import ProgramSpec, build_scorer
 from rewardctl.state import Example, ProgramState
 
-DEFAULT_OPTIMIZER = "random_few_shot"
+DEFAULT_OPTIMIZER = "demo_search"
 
 
 @dataclass
@@ -80,14 +82,16 @@ class Candidate:
     val: float | None = None  # mean objective on the whole validation set
     mini: float | None = None  # mean objective on its validation minibatch
     epoch: int = 0
+    baseline: str | None = None  # the simple baseline this is (zero-shot, k labeled demos...)
 
     def to_record(self) -> CandidateRecord:
-        return CandidateRecord(state=state_record(self.state), val=self.val, mini=self.mini, epoch=self.epoch)
+        return CandidateRecord(state=state_record(self.state), val=self.val, mini=self.mini, epoch=self.epoch,
+                               baseline=self.baseline)
 
     @classmethod
     def from_record(cls, record: CandidateRecord) -> Candidate:
         state = program_state(record.state)
-        return cls(state, state.key(), record.val, record.mini, record.epoch)
+        return cls(state, state.key(), record.val, record.mini, record.epoch, record.baseline)
 
 
 def state_record(state: ProgramState) -> StateRecord:
@@ -112,6 +116,25 @@ def resolve_config(spec: ProgramSpec, options: OptimizeOptions) -> OptimizerConf
     if options.zero_shot:
         updates["start"] = "zero_shot"
     return config.model_copy(update=updates) if updates else config
+
+
+def baseline_states(spec: ProgramSpec, config: OptimizerConfig,
+                    labeled: list[Example]) -> list[tuple[str, ProgramState]]:
+    """The simple baselines every run scores as candidates, the initial program first: zero-shot,
+    the spec's demos, and k labeled training demos for each k of ``baseline_demos`` (seeded)."""
+    def named(examples: list[Example]) -> tuple[str, ProgramState]:
+        name = "spec demos" if examples and examples == spec.examples else "zero-shot"
+        return name, ProgramState(spec.instructions, list(examples))
+
+    states = [named([] if config.start == "zero_shot" else list(spec.examples)), named([]), named(spec.examples)]
+    for k in config.baseline_demos:
+        if 0 < k <= len(labeled):
+            picked = random.Random(f"{config.seed}:{k} labeled demos").sample(labeled, k)
+            states.append((f"{k} labeled demos", ProgramState(spec.instructions, picked)))
+    unique: dict[str, tuple[str, ProgramState]] = {}
+    for name, state in states:
+        unique.setdefault(state.key(), (name, state))
+    return list(unique.values())
 
 
 def check_model(spec: ProgramSpec, options: OptimizeOptions, config: OptimizerConfig) -> None:
@@ -193,6 +216,7 @@ class LoopState:
     no_improve: int = 0
     seen: set[str] = field(default_factory=set)
     baseline_val: float = 0.0
+    baseline_vals: dict[str, float | None] = field(default_factory=dict)  # each baseline's, by name
     steps: list[StepRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -242,9 +266,11 @@ class OptimizeRun:
         self.spec, self.options, self.config, self.splits = spec, options, config, splits
         self.runner, self.on_progress = runner, on_progress
         self.optimizer: Optimizer = OPTIMIZERS[config.type](config, spec.outputs)
-        self.optimizer.set_labeled([Example(input=r.inputs, output=r.y_true) for r in splits.train
-                                    if r.y_true is not None and all(k in r.y_true for k in spec.outputs)])
-        self.initial = ProgramState(spec.instructions, [] if config.start == "zero_shot" else list(spec.examples))
+        labeled = [Example(input=r.inputs, output={k: r.y_true[k] for k in spec.outputs}) for r in splits.train
+                   if r.y_true is not None and all(k in r.y_true for k in spec.outputs)]
+        self.optimizer.set_labeled(labeled)
+        self.baselines = baseline_states(spec, config, labeled)
+        self.initial = self.baselines[0][1]
         self.reference = self.initial
         if options.reference is not None:
             self.reference = load_state(spec, options.reference)
@@ -309,11 +335,21 @@ class OptimizeRun:
             return
         if self.out is not None:  # an earlier run's, in the same folder: not this run's time
             (self.out / PARTIAL_FILE).unlink(missing_ok=True)
-        self._progress("baseline: validation split", 0, None)
-        first = Candidate(self.initial, self.initial.key(), epoch=0)
-        first.val = self.loop.baseline_val = (await self.optimizer.evaluate(
-            self.runner, self.initial, self.splits.val, self.rng.getrandbits(31))).objective
-        self.loop.population, self.loop.best, self.loop.seen = [first], first, {first.key}
+        phase = "baselines: validation split"
+        candidates = []
+        for done, (name, state) in enumerate(self.baselines):
+            self._progress(phase, done, len(self.baselines))
+            candidate = Candidate(state, state.key(), epoch=0, baseline=name)
+            candidate.val = (await self.optimizer.evaluate(self.runner, state, self.splits.val,
+                                                           self.rng.getrandbits(31))).objective
+            candidates.append(candidate)
+        self._progress(phase, len(self.baselines), len(self.baselines))
+        loop = self.loop
+        loop.baseline_val = candidates[0].val or 0.0
+        loop.baseline_vals = {c.baseline or "": c.val for c in candidates}
+        ranked = sorted(candidates, key=lambda c: -(c.val or 0.0))  # stable: the initial program wins ties
+        loop.population, loop.best, loop.seen = ranked[: self.config.population_size], ranked[0], \
+            {c.key for c in candidates}
 
     async def train(self) -> None:
         loop, config = self.loop, self.config
@@ -421,30 +457,42 @@ class OptimizeRun:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng_state(self.rng),
             population=[c.to_record() for c in loop.population], best=loop.best.to_record(),
             best_epoch=loop.best_epoch, history=loop.history, no_improve=loop.no_improve,
-            seen=sorted(loop.seen), baseline_val=loop.baseline_val, steps=loop.steps, warnings=loop.warnings,
+            seen=sorted(loop.seen), baseline_val=loop.baseline_val, baseline_vals=loop.baseline_vals, steps=loop.steps, warnings=loop.warnings,
             elapsed_s=round(self.elapsed(), 2), usage=self.usage(), calls=self.runner.calls)
 
     async def final(self, spec_path: str | None) -> OptimizeReport:
-        """Baseline and best on the same validation (and test) rows; the best's KL to the reference."""
+        """The best state against the initial program and every simple baseline on the same
+        validation (and test) rows; the verdict; the best's KL to the reference."""
         loop, splits = self.loop, self.splits
         assert loop.best is not None
         self.stage = "final"
         if self.out is not None and loop.epoch == 0 and not (self.out / "best.json").exists():
             write_checkpoint(self.out / "best.json", self.checkpoint(loop.best.state))
-        validation = await self.compare_on("validation split", splits.val)
-        test_cmp = await self.compare_on("test split", splits.test) if splits.test is not None else None
-        return self.report(spec_path, validation, test_cmp, await self.final_kl())
+        on_val = await self.run_finalists("validation split", splits.val)
+        on_test = await self.run_finalists("test split", splits.test) if splits.test is not None else None
+        best, seed = loop.best.key, self.config.seed
+        baselines = [BaselineResult(
+            name=name, demos=len(state.examples), val_objective=loop.baseline_vals.get(name),
+            validation=compare(on_val[state.key()], on_val[best], seed=seed),
+            test=compare(on_test[state.key()], on_test[best], seed=seed) if on_test is not None else None)
+            for name, state in self.baselines]
+        report = self.report(spec_path, baselines[0].validation, baselines[0].test, await self.final_kl())
+        report.baselines, report.verdict = baselines, verdict(baselines, loop.best.baseline)
+        return report
 
-    async def compare_on(self, name: str, rows: list[Row]) -> Comparison:
-        """The baseline and the best on the same rows, paired."""
+    async def run_finalists(self, name: str, rows: list[Row]) -> dict[str, list[tuple[Prediction, RowScores]]]:
+        """The best state and every baseline run on the same rows (each distinct state once)."""
         assert self.loop.best is not None
-        results = []
-        for who, state in (("baseline", self.initial), ("best", self.loop.best.state)):
-            phase = f"final: {name}, {who}"
+        states = {self.loop.best.key: ("best", self.loop.best.state)}
+        for label, state in self.baselines:
+            states.setdefault(state.key(), (label, state))
+        results = {}
+        for key, (label, state) in states.items():
+            phase = f"final: {name}, {label}"
             self._progress(phase, 0, len(rows))
-            results.append(await self.runner.run(state, rows,
-                                                 on_row=lambda n, phase=phase: self._progress(phase, n, len(rows))))
-        return compare(*results, seed=self.config.seed)
+            results[key] = await self.runner.run(state, rows,
+                                                 on_row=lambda n, phase=phase: self._progress(phase, n, len(rows)))
+        return results
 
     async def final_kl(self) -> KLEstimate | None:
         """KL(best || reference) on a seeded sample of at most --final-kl-rows validation rows
@@ -484,6 +532,33 @@ class OptimizeRun:
             usage=self.usage())
 
 
+def verdict(baselines: list[BaselineResult], best_is: str | None) -> Verdict:
+    """The best state against the strongest baseline on the held-out test split when there is
+    one; else on validation, which chose the best state, said plainly."""
+    held_out = baselines[0].test is not None
+    split = "test" if held_out else "validation"
+    results = [(b.name, b.test if b.test is not None else b.validation) for b in baselines]
+    against, cmp = max(results, key=lambda r: r[1].baseline if r[1].baseline is not None else -1.0)
+    lo, hi = cmp.ci95 if cmp.ci95 else (None, None)
+    if best_is is not None and best_is == against:
+        finding = (f"the best state is the {best_is} baseline, the strongest on {split} (nothing the search "
+                   f"proposed scored higher on validation)")
+    elif cmp.difference is None or lo is None or hi is None:
+        finding = f"no row could be compared with {against}"
+    else:
+        how = "better than" if lo > 0 else "worse than" if hi < 0 else "not significantly different from"
+        finding = (f"the best state{f' (the {best_is} baseline)' if best_is else ''} is {how} the strongest "
+                   f"baseline, {against}: {cmp.optimized:.3f} vs {cmp.baseline:.3f}, {cmp.difference:+.3f} "
+                   f"(95% CI {lo:+.3f} to {hi:+.3f}, {cmp.rows} rows)")
+    if held_out:
+        text = f"On the held-out test split: {finding}."
+    else:
+        text = (f"Only validation evidence: the validation split chose the best state, so a gain on it is "
+                f"optimistic (pass --test with held-out rows to measure it). On validation: {finding}.")
+    return Verdict(split=split, held_out=held_out, against=against, difference=cmp.difference,
+                   ci95=cmp.ci95, text=text)
+
+
 def restore(out: Path, run: OptimizeRun) -> int:
     """Load the last checkpoint of an interrupted run into ``run``; returns its epoch."""
     checkpoints = sorted((out / "checkpoints").glob("epoch-*.json"))
@@ -506,7 +581,7 @@ def restore(out: Path, run: OptimizeRun) -> int:
     loop.population = [Candidate.from_record(c) for c in data.population]
     loop.best = Candidate.from_record(data.best)
     loop.history, loop.steps, loop.warnings = data.history, data.steps, data.warnings
-    loop.seen, loop.baseline_val = set(data.seen), data.baseline_val
+    loop.seen, loop.baseline_val, loop.baseline_vals = set(data.seen), data.baseline_val, data.baseline_vals
     run.runner.calls = data.calls
     run.optimizer.load_state_dict(data.optimizer_state)
     set_rng_state(run.rng, data.rng_state)

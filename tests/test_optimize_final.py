@@ -73,10 +73,13 @@ def test_progress_events_name_every_phase(quiz):
     options = OptimizeOptions(train=str(tmp_path / "train.jsonl"), test=str(tmp_path / "test.jsonl"))
     asyncio.run(optimize(load_spec(spec_path), options, on_progress=events.append))
     phases = list(dict.fromkeys(e.phase for e in events))
-    assert phases[0] == "baseline: validation split"
+    assert phases[0] == "baselines: validation split"
     assert "search: epoch 1/2, steps" in phases and "search: epoch 2/2, steps" in phases
-    assert phases[-4:] == ["final: validation split, baseline", "final: validation split, best",
-                           "final: test split, baseline", "final: test split, best"]
+    final = [p for p in phases if p.startswith("final: ")]
+    # The best state first, then each simple baseline that is not the best, on each split.
+    assert final[0] == "final: validation split, best" and "final: test split, best" in final
+    assert {p.split(", ")[1] for p in final} <= {"best", "zero-shot", "3 labeled demos", "8 labeled demos"}
+    assert len(final) == 2 * len({p.split(", ")[1] for p in final})
     # Each phase with a known size counts up to it: 0 first, then its units, the last one done.
     for phase in phases[1:]:
         counts = [(e.done, e.total) for e in events if e.phase == phase]
@@ -313,25 +316,29 @@ def test_sigint_in_the_final_kl_on_the_embedded_model_then_resume(tmp_path):
     spec_path = write(tmp_path / "capitals.yaml", (ROOT / "recipes/capitals.yaml").read_text() + (
         "optimizer: {type: random_few_shot, epochs: 1, batch_size: 6, patience: null}\n"))
     spec = load_spec(spec_path)
-    zero_shot = StateRecord(instructions=spec.instructions, examples=[])  # the reference: no demos
+    # The reference: no demos and other instructions, so that no candidate (the zero-shot baseline
+    # included) is the reference and the final KL has to sample.
+    zero_shot = StateRecord(instructions="Answer in one word.", examples=[])
     write_checkpoint(tmp_path / "reference.json", Checkpoint(
         spec=spec.name, spec_fingerprint=fixed_fingerprint(spec), data_fingerprint="-", epoch=0, state=zero_shot,
         optimizer={}, rng_state=[], population=[], best=CandidateRecord(state=zero_shot), best_epoch=0, history=[],
         no_improve=0, seen=[], baseline_val=0.0))
-    train = (ROOT / "datasets/capitals/train.jsonl").read_text().splitlines()[:12]  # 8 train, 4 validation
-    write(tmp_path / "train.jsonl", "\n".join(train) + "\n")
+    rows = (ROOT / "datasets/capitals/train.jsonl").read_text().splitlines()
+    write(tmp_path / "train.jsonl", "\n".join(rows[:8]) + "\n")
+    write(tmp_path / "val.jsonl", "\n".join(rows[8:20]) + "\n")
     out = tmp_path / "opt"
     args = [sys.executable, "-m", "rewardctl", "optimize", str(spec_path), "--train", str(tmp_path / "train.jsonl"),
-            "--reference", str(tmp_path / "reference.json"), "--final-kl-rows", "3", "--out", str(out), "-q"]
+            "--val", str(tmp_path / "val.jsonl"), "--reference", str(tmp_path / "reference.json"),
+            "--final-kl-rows", "12", "--out", str(out), "-q"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (out / "checkpoints" / "epoch-001.json").exists():
         time.sleep(0.1)
-    time.sleep(1.0)  # the validation comparison is cached: the KL samples now (seconds a row)
+    time.sleep(1.0)  # the validation comparison is cached: the KL samples now (12 rows: seconds)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=1800)
     assert proc.returncode == 3, stderr
-    assert stderr == (f"rewardctl: error: interrupted in the final phase (KL to the reference on 3 rows), after "
+    assert stderr == (f"rewardctl: error: interrupted in the final phase (KL to the reference on 12 rows), after "
                       f"the search; 1 epoch is checkpointed in {out}, continue with --resume\n")
     so_far = json.loads((out / "run.partial.json").read_text())
 
@@ -342,5 +349,5 @@ def test_sigint_in_the_final_kl_on_the_embedded_model_then_resume(tmp_path):
     assert report["usage"]["requests"] == so_far["usage"]["requests"]  # nothing of the search asked again
     assert report["resumed_wall_time_s"] == so_far["elapsed_s"] < report["wall_time_s"]
     kl = report["kl_to_reference"]
-    assert kl["rows"] == 3 and kl["val_rows"] == 4 and kl["samples"] == 6 and not kl["identical"]
+    assert kl["rows"] == 12 and kl["val_rows"] == 12 and kl["samples"] == 24 and not kl["identical"]
     assert kl["k1_stderr"] > 0 and kl["seconds"] > 0

@@ -1,6 +1,11 @@
 """Optimizers (one module per optimizer) behind a registry."""
 
-from rewardctl.optimizers import bootstrap_few_shot, kl_penalized, random_few_shot  # noqa: F401  (registers them)
+from rewardctl.optimizers import (  # noqa: F401  (registers them)
+    bootstrap_few_shot,
+    demo_search,
+    kl_penalized,
+    random_few_shot,
+)
 from rewardctl.optimizers.base import OPTIMIZERS, Observation, Optimizer, OptimizerConfig
 from rewardctl.registry import config_union
 

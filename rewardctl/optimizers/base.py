@@ -40,6 +40,11 @@ class OptimizerConfig(BaseModel):
         "run stopped): the search ends at the first step that reaches it; null: no budget.")
     start: Literal["spec", "zero_shot"] = Field(
         "spec", description="Start from the spec's demos, or from none (then the baseline is zero-shot).")
+    baseline_demos: list[int] = Field(
+        default_factory=lambda: [3, 8],
+        description="Simple baselines scored as candidates from the start, besides zero-shot and the spec's "
+        "demos: k labeled training demos for each k (seeded; skipped when fewer rows have full references). "
+        "The best state is never worse on validation than the best of them.")
     instruction_candidates: list[str] = Field(
         default_factory=list,
         description="Instruction variants a candidate may take (each proposal keeps the parent's "

@@ -36,6 +36,8 @@ class CandidateRecord(BaseModel):
     val: float | None = Field(None, description="Mean objective on the whole validation set.")
     mini: float | None = Field(None, description="Mean objective on its validation minibatch.")
     epoch: int = 0
+    baseline: str | None = Field(None, description="The simple baseline this candidate is (zero-shot, the "
+                                 "spec's demos, k labeled demos); null for a searched candidate.")
 
 
 class StepScore(BaseModel):
@@ -104,6 +106,8 @@ class Checkpoint(BaseModel):
     no_improve: int
     seen: list[str]
     baseline_val: float
+    baseline_vals: dict[str, float | None] = Field(
+        default_factory=dict, description="Each simple baseline's validation objective, by name.")
     steps: list[StepRecord] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     elapsed_s: float = Field(0.0, description="Wall time of the run when this checkpoint was written, "
@@ -135,6 +139,27 @@ class Comparison(BaseModel):
     ci95: list[float] | None = Field(None, description="95% bootstrap CI of the paired difference.")
     scores: dict[str, ScorePair] = Field(
         default_factory=dict, description="Each reward's and metric's mean: {name: {baseline, optimized}}.")
+
+
+class BaselineResult(BaseModel):
+    """A simple baseline (a candidate from the start) against the best state, paired on the same rows."""
+
+    name: str = Field(description="zero-shot, the spec's demos, or k labeled demos.")
+    demos: int
+    val_objective: float | None = Field(description="Its objective on the whole validation set (what selection saw).")
+    validation: Comparison = Field(description="This baseline (`baseline`) against the best state (`optimized`).")
+    test: Comparison | None = None
+
+
+class Verdict(BaseModel):
+    """What the run shows against the strongest simple baseline, and on what evidence."""
+
+    split: Literal["test", "validation"]
+    held_out: bool = Field(description="True when the split played no part in choosing the best state.")
+    against: str = Field(description="The strongest baseline on that split.")
+    difference: float | None
+    ci95: list[float] | None = None
+    text: str
 
 
 class OptimizeData(BaseModel):
@@ -190,6 +215,9 @@ class OptimizeReport(Report):
     warnings: list[str] = Field(default_factory=list)
     validation: Comparison
     test: Comparison | None = None
+    baselines: list[BaselineResult] = Field(
+        default_factory=list, description="Each simple baseline against the best state on validation and test.")
+    verdict: Verdict | None = None
     early_stopped: bool = False
     budget_exhausted: bool = Field(False, description="The search stopped at the optimizer's max_calls.")
     calls: int = Field(0, description="Model replies the search used, cached ones included (max_calls "

@@ -17,18 +17,40 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _ci(ci95: list[float] | None) -> str:
+    return f"{ci95[0]:+.3f} to {ci95[1]:+.3f}" if ci95 else "n/a"
+
+
 def _comparisons(report: OptimizeReport) -> list[str]:
-    lines = ["| | baseline | optimized | difference | 95% CI | rows |", "|---|---|---|---|---|---|"]
+    lines = ["| | initial program | best state | difference | 95% CI | rows |", "|---|---|---|---|---|---|"]
     for label, cmp in (("validation", report.validation), ("test", report.test)):
         if cmp is not None:
-            ci = f"{cmp.ci95[0]:+.3f} to {cmp.ci95[1]:+.3f}" if cmp.ci95 else "n/a"
+            ci = _ci(cmp.ci95)
             diff = "n/a" if cmp.difference is None else f"{cmp.difference:+.3f}"
             lines.append(f"| {label} | {_fmt(cmp.baseline)} | {_fmt(cmp.optimized)} | {diff} | {ci} | {cmp.rows} |")
     scores = (report.test or report.validation).scores
     if scores:
         label = "test" if report.test is not None else "validation"
-        lines += ["", f"| score ({label}) | baseline | optimized |", "|---|---|---|"]
+        lines += ["", f"| score ({label}) | initial program | best state |", "|---|---|---|"]
         lines += [f"| {name} | {_fmt(v.baseline)} | {_fmt(v.optimized)} |" for name, v in scores.items()]
+    return lines
+
+
+def _baselines(report: OptimizeReport) -> list[str]:
+    """Each simple baseline beside the best state, on the held-out split when there is one."""
+    if not report.baselines:
+        return []
+    split = "test" if report.test is not None else "validation"
+    lines = ["", f"| baseline | demos | validation | {split} | best − baseline ({split}) | 95% CI |",
+             "|---|---|---|---|---|---|"]
+    for b in report.baselines:
+        cmp = b.test if b.test is not None else b.validation
+        diff = "n/a" if cmp.difference is None else f"{cmp.difference:+.3f}"
+        lines.append(f"| {b.name} | {b.demos} | {_fmt(b.val_objective)} | {_fmt(cmp.baseline)} | {diff} | "
+                     f"{_ci(cmp.ci95)} |")
+    best = report.baselines[0].test or report.baselines[0].validation
+    lines.append(f"| **best state** | {report.best.demos} | {_fmt(report.best.val_objective)} | "
+                 f"{_fmt(best.optimized)} | | |")
     return lines
 
 
@@ -66,7 +88,10 @@ def _kl_line(report: OptimizeReport) -> str:
 
 @renders(OptimizeReport, "markdown")
 def render_markdown(report: OptimizeReport) -> str:
-    lines = [f"## rewardctl optimize: {report.spec.name} ({report.optimizer['type']})", "", *_comparisons(report)]
+    lines = [f"## rewardctl optimize: {report.spec.name} ({report.optimizer['type']})", ""]
+    if report.verdict is not None:
+        lines += [report.verdict.text, ""]
+    lines += [*_comparisons(report), *_baselines(report)]
     best = report.best
     resumed = ""
     if report.resumed_wall_time_s is not None:
@@ -74,7 +99,9 @@ def render_markdown(report: OptimizeReport) -> str:
                    f"epoch {report.resumed_from_epoch})")
     lines += ["", f"Best: epoch {best.epoch}, {best.demos} demos, validation objective "
               f"{_fmt(best.val_reward)}. {len(report.history)} epochs"
-              f"{' (stopped early)' if report.early_stopped else ''}, {report.wall_time_s:.1f} s{resumed}."]
+              f"{' (stopped early)' if report.early_stopped else ''}"
+              f"{' (the budget of max_calls was spent)' if report.budget_exhausted else ''}, "
+              f"{report.calls} model calls in the search, {report.wall_time_s:.1f} s{resumed}."]
     if report.kl_to_reference is not None:
         lines.append(_kl_line(report))
     lines += _history(report)

@@ -1,0 +1,131 @@
+"""Every optimize run scores the simple baselines (zero-shot, the spec's demos, k labeled demos)
+as candidates, reports each against the best state on the same rows, and gives a verdict that
+says which split it rests on; the default optimizer (demo_search); a budget in model calls.
+On the deterministic test model (tests/fakelm.py), which gets more right with more demos."""
+
+import json
+
+import fakelm
+import pytest
+from typer.testing import CliRunner
+
+from rewardctl.cli import app
+from rewardctl.optimize import DEFAULT_OPTIMIZER, baseline_states, resolve_config
+from rewardctl.options import OptimizeOptions
+from rewardctl.spec import load_spec
+from rewardctl.state import Example
+
+from conftest import write
+
+runner = CliRunner()
+
+SPEC = """\
+name: quiz
+model: {name: fakelm/demo-hungry, prompt_format: fields}
+inputs: {q: string}
+outputs: {answer: string}
+examples:
+  - input: {q: seed question}
+    output: {answer: seed answer}
+rewards:
+  - {name: em, type: exact_match}
+"""
+
+
+@pytest.fixture
+def quiz(tmp_path):
+    fakelm.register()
+    rows = []
+    for i in range(50):
+        fakelm.ANSWERS[f"question {i}"] = f"answer {i}"
+        rows.append({"q": f"question {i}", "answer": f"answer {i}"})
+    write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:30]))
+    write(tmp_path / "test.jsonl", "".join(json.dumps(r) + "\n" for r in rows[30:]))
+    return tmp_path
+
+
+def optimize(tmp_path, spec_text, *extra, test=True):
+    spec = write(tmp_path / "quiz.yaml", spec_text)
+    args = ["optimize", str(spec), "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "run"),
+            "--json", "-q", *extra]
+    if test:
+        args += ["--test", str(tmp_path / "test.jsonl")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_baseline_is_reported_against_the_best_on_the_held_out_split(quiz):
+    report = optimize(quiz, SPEC + "optimizer: {type: random_few_shot, epochs: 1, max_examples: 1}\n")
+    names = [b["name"] for b in report["baselines"]]
+    assert names == ["spec demos", "zero-shot", "3 labeled demos", "8 labeled demos"]
+    assert [b["demos"] for b in report["baselines"]] == [1, 0, 3, 8]
+    for b in report["baselines"]:
+        assert b["test"]["rows"] == 20 and b["validation"]["rows"] == report["data"]["val_rows"]
+        assert b["val_objective"] is not None
+    # The first baseline is the initial program: its comparisons are the report's own.
+    assert report["baselines"][0]["test"] == report["test"]
+    # Proposals of one demo cannot beat 3 labeled demos on this model (3 get every row right): the
+    # best is that baseline, so the best state is never worse on validation than the best baseline.
+    best_baseline = max(b["val_objective"] for b in report["baselines"])
+    assert report["best"]["val_objective"] >= best_baseline
+    verdict = report["verdict"]
+    assert verdict["split"] == "test" and verdict["held_out"] is True
+    assert verdict["text"].startswith("On the held-out test split: the best state is the 3 labeled demos baseline, "
+                                   "the strongest on test")
+    md = (quiz / "run" / "report.md").read_text()
+    assert "| 8 labeled demos | 8 |" in md and verdict["text"] in md
+
+
+def test_without_a_test_split_the_verdict_says_it_rests_on_validation(quiz):
+    report = optimize(quiz, SPEC + "optimizer: {type: random_few_shot, epochs: 1}\n", test=False)
+    verdict = report["verdict"]
+    assert verdict["split"] == "validation" and verdict["held_out"] is False
+    assert verdict["text"].startswith("Only validation evidence: the validation split chose the best state")
+    assert all(b["test"] is None for b in report["baselines"])
+
+
+def test_a_search_that_finds_better_is_measured_against_the_strongest_baseline(quiz):
+    spec = SPEC + "optimizer: {type: random_few_shot, epochs: 2, min_examples: 3, max_examples: 4, baseline_demos: [1]}\n"
+    report = optimize(quiz, spec)
+    assert [b["name"] for b in report["baselines"]] == ["spec demos", "zero-shot", "1 labeled demos"]
+    verdict = report["verdict"]
+    assert report["best"]["demos"] >= 3  # a searched candidate: no baseline has 3 or more demos
+    strongest = max(report["baselines"], key=lambda b: b["test"]["baseline"])
+    assert verdict["against"] == strongest["name"]
+    assert verdict["difference"] == pytest.approx(strongest["test"]["difference"])
+    assert "better than the strongest baseline" in verdict["text"] and verdict["ci95"][0] > 0
+
+
+def test_labeled_baselines_are_seeded_and_skipped_without_enough_rows(quiz):
+    spec = load_spec(write(quiz / "quiz.yaml", SPEC))
+    labeled = [Example(input={"q": f"q{i}"}, output={"answer": f"a{i}"}) for i in range(10)]
+
+    def states(seed, k=(3, 8), rows=labeled):
+        config = resolve_config(spec, OptimizeOptions(train="-", seed=seed, optimizer="random_few_shot"))
+        return baseline_states(spec, config.model_copy(update={"baseline_demos": list(k)}), rows)
+
+    assert [s.key() for _, s in states(0)] == [s.key() for _, s in states(0)]
+    assert [s.key() for _, s in states(0)] != [s.key() for _, s in states(1)]
+    assert [name for name, _ in states(0, rows=labeled[:5])] == ["spec demos", "zero-shot", "3 labeled demos"]
+    assert [name for name, _ in states(0, k=())] == ["spec demos", "zero-shot"]
+
+
+def test_the_default_optimizer_is_demo_search_and_it_searches_up_to_16_demos(quiz):
+    assert DEFAULT_OPTIMIZER == "demo_search"
+    report = optimize(quiz, SPEC, "--epochs", "1")
+    assert report["optimizer"]["type"] == "demo_search" and report["optimizer"]["val_batch_size"] == 0
+    # Every candidate was scored on the whole validation set.
+    assert {s["rows"] for s in report["steps"]} == {report["data"]["val_rows"]}
+    assert report["test"]["optimized"] == 1.0 and report["verdict"]["held_out"]
+
+
+def test_a_budget_in_model_calls_ends_the_search_and_resume_can_raise_it(quiz):
+    spec = SPEC + "optimizer: {type: random_few_shot, epochs: 4, batch_size: 4, patience: null, max_calls: 60}\n"
+    report = optimize(quiz, spec)
+    assert report["budget_exhausted"] is True and 60 <= report["calls"] < 60 + 4 + 9 * 4 + 1
+    assert len(report["history"]) == 1  # 4 baselines on 5 validation rows, then steps until 60
+    assert "the budget of max_calls was spent" in (quiz / "run" / "report.md").read_text()
+    # A rerun replays the cache and stops at the same step: the budget counts cached replies.
+    again = optimize(quiz, spec)
+    assert again["calls"] == report["calls"] and again["best"] == report["best"]
