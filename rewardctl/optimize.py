@@ -120,15 +120,15 @@ def resolve_config(spec: ProgramSpec, options: OptimizeOptions) -> OptimizerConf
 
 def baseline_states(spec: ProgramSpec, config: OptimizerConfig,
                     labeled: list[Example]) -> list[tuple[str, ProgramState]]:
-    """The simple baselines every run scores as candidates, the initial program first: zero-shot,
-    the spec's demos, and k labeled training demos for each k of ``baseline_demos`` (seeded)."""
-    def named(examples: list[Example]) -> tuple[str, ProgramState]:
-        name = "spec demos" if examples and examples == spec.examples else "zero-shot"
-        return name, ProgramState(spec.instructions, list(examples))
-
-    states = [named([] if config.start == "zero_shot" else list(spec.examples)), named([]), named(spec.examples)]
+    """The simple baselines a run scores as candidates, the initial program first (the spec's demos,
+    or zero-shot), then k labeled training demos for each k of ``baseline_demos`` (0: zero-shot;
+    seeded). A baseline equal to an earlier one is left out."""
+    start = [] if config.start == "zero_shot" else list(spec.examples)
+    states = [("spec demos" if start else "zero-shot", ProgramState(spec.instructions, start))]
     for k in config.baseline_demos:
-        if 0 < k <= len(labeled):
+        if k == 0:
+            states.append(("zero-shot", ProgramState(spec.instructions, [])))
+        elif k <= len(labeled):
             picked = random.Random(f"{config.seed}:{k} labeled demos").sample(labeled, k)
             states.append((f"{k} labeled demos", ProgramState(spec.instructions, picked)))
     unique: dict[str, tuple[str, ProgramState]] = {}
@@ -144,7 +144,8 @@ def check_model(spec: ProgramSpec, options: OptimizeOptions, config: OptimizerCo
     if problem is None:
         return
     others = [name for name in OPTIMIZERS.names() if OPTIMIZERS[name].model_problem(spec.model) is None]
-    message = f"the {config.type} optimizer {problem}" + (f" (use {' or '.join(others)})" if others else "")
+    use = ", ".join(others[:-1]) + f" or {others[-1]}" if len(others) > 1 else "".join(others)
+    message = f"the {config.type} optimizer {problem}" + (f" (use {use})" if others else "")
     if options.optimizer is not None:
         raise InputError(message, field="--optimizer")
     raise spec.error_at(("optimizer", "type"), message)

@@ -193,7 +193,7 @@ def test_kl_refuses_a_model_it_cannot_sample_before_any_call(quiz, change, in_sp
     assert len(lines) == 1 and "internal error" not in lines[0], result.stderr
     where = f"{spec}:13: optimizer.type: " if in_spec else "--optimizer: "
     assert lines[0].startswith(f"rewardctl: error: {where}the kl optimizer needs token-by-token sampling")
-    assert "use bootstrap_few_shot or random_few_shot" in lines[0]
+    assert "use bootstrap_few_shot, demo_search, random_few_shot or reflective" in lines[0]
     assert fakelm.CALLS["count"] == 0 and not (tmp_path / "out" / "best.json").exists()
 
 

@@ -86,7 +86,7 @@ def test_without_a_test_split_the_verdict_says_it_rests_on_validation(quiz):
 
 
 def test_a_search_that_finds_better_is_measured_against_the_strongest_baseline(quiz):
-    spec = SPEC + "optimizer: {type: random_few_shot, epochs: 2, min_examples: 3, max_examples: 4, baseline_demos: [1]}\n"
+    spec = SPEC + "optimizer: {type: random_few_shot, epochs: 2, min_examples: 3, max_examples: 4, baseline_demos: [0, 1]}\n"
     report = optimize(quiz, spec)
     assert [b["name"] for b in report["baselines"]] == ["spec demos", "zero-shot", "1 labeled demos"]
     verdict = report["verdict"]
@@ -101,14 +101,18 @@ def test_labeled_baselines_are_seeded_and_skipped_without_enough_rows(quiz):
     spec = load_spec(write(quiz / "quiz.yaml", SPEC))
     labeled = [Example(input={"q": f"q{i}"}, output={"answer": f"a{i}"}) for i in range(10)]
 
-    def states(seed, k=(3, 8), rows=labeled):
+    def states(seed, k=(0, 3, 8), rows=labeled):
         config = resolve_config(spec, OptimizeOptions(train="-", seed=seed, optimizer="random_few_shot"))
         return baseline_states(spec, config.model_copy(update={"baseline_demos": list(k)}), rows)
 
     assert [s.key() for _, s in states(0)] == [s.key() for _, s in states(0)]
     assert [s.key() for _, s in states(0)] != [s.key() for _, s in states(1)]
     assert [name for name, _ in states(0, rows=labeled[:5])] == ["spec demos", "zero-shot", "3 labeled demos"]
-    assert [name for name, _ in states(0, k=())] == ["spec demos", "zero-shot"]
+    assert [name for name, _ in states(0, k=())] == ["spec demos"]
+    assert [name for name, _ in states(7, k=(0, 3))] == ["spec demos", "zero-shot", "3 labeled demos"]
+    # The kl optimizer scores none by default: each costs a sampled evaluation of the validation set.
+    config = resolve_config(spec, OptimizeOptions(train="-", optimizer="kl"))
+    assert [name for name, _ in baseline_states(spec, config, labeled)] == ["spec demos"]
 
 
 def test_the_default_optimizer_is_demo_search_and_it_searches_up_to_16_demos(quiz):

@@ -148,7 +148,7 @@ def test_config_union_tells_types_apart_by_type():
 def test_the_registries_hold_every_built_in_type():
     assert {"exact_match", "f1_score", "composite", "ensemble", "lm_judge"} <= set(REWARDS)
     assert set(METRICS) == {"classification", "field_f1", "pass_at_k", "pass_hat_k"}
-    assert set(OPTIMIZERS) == {"random_few_shot", "bootstrap_few_shot", "kl"}
+    assert set(OPTIMIZERS) == {"demo_search", "random_few_shot", "bootstrap_few_shot", "kl", "reflective"}
     assert (REWARDS.kind, METRICS.kind, OPTIMIZERS.kind) == ("reward", "metric", "optimizer")
 
 

@@ -41,10 +41,10 @@ class OptimizerConfig(BaseModel):
     start: Literal["spec", "zero_shot"] = Field(
         "spec", description="Start from the spec's demos, or from none (then the baseline is zero-shot).")
     baseline_demos: list[int] = Field(
-        default_factory=lambda: [3, 8],
-        description="Simple baselines scored as candidates from the start, besides zero-shot and the spec's "
-        "demos: k labeled training demos for each k (seeded; skipped when fewer rows have full references). "
-        "The best state is never worse on validation than the best of them.")
+        default_factory=lambda: [0, 3, 8],
+        description="Simple baselines scored as candidates from the start, besides the initial program: k "
+        "labeled training demos for each k, 0 being zero-shot (seeded; a k is skipped when fewer rows have "
+        "full references). The best state is never worse on validation than the best of them.")
     instruction_candidates: list[str] = Field(
         default_factory=list,
         description="Instruction variants a candidate may take (each proposal keeps the parent's "

@@ -36,6 +36,9 @@ KL_BAND = (0.0, 10.0)
 
 class KLConfig(RandomFewShotConfig):
     type: Literal["kl"] = "kl"
+    baseline_demos: list[int] = Field(
+        default_factory=list, description="As for every optimizer, but none by default: each baseline costs a "
+        "sampled evaluation of the validation set (samples_per_row outputs a row, token by token).")
     beta: float = Field(0.1, ge=0, description="The KL coefficient; with adaptive, its initial value.")
     adaptive: bool = Field(False, description="Adapt beta toward target_kl (Ziegler et al.).")
     target_kl: float = Field(6.0, gt=0, description="adaptive: the KL (nats) beta steers toward.")
