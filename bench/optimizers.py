@@ -3,6 +3,7 @@
     python bench/optimizers.py [--tasks element_names,number_words] [--methods zero-shot,k=3,default]
                                [--limit-test N] [--limit-train N] [--limit-val N] [--epochs N]
                                [--option KEY=VALUE ...] [--seed 0] [--out DIR] [--json]
+                               [--model NAME [--api-base URL] [--max-tokens N]]
 
 Tasks are the folders of bench/tasks/ (spec.yaml without demos; train.jsonl, val.jsonl,
 test.jsonl), written for this benchmark and not tuned to the shipped recipes. Every method runs as
@@ -23,6 +24,13 @@ Each method gets a fresh response cache, so its wall time pays for every model c
 for optimize, the training epochs plus the initial and best programs scored on val and test.
 Budget knobs pass through: --epochs, and --option KEY=VALUE (repeatable; e.g. batch_size=4)
 goes into the spec's `optimizer:` entry of every optimizer that has that option.
+
+--model NAME (a litellm model string) replaces every task spec's `model` (temperature 0 and
+the task's max_tokens kept; its prompt format is then the model's default: json for a chat
+model), and --api-base URL points it at a server: `--model openai/smollm2 --api-base
+http://127.0.0.1:PORT/v1` runs the tasks on a model served by llama.cpp's server. The tasks'
+max_tokens (4 to 24) fit the embedded model's `field: value` replies; a chat model's JSON reply
+({"correct": true}) needs more: --max-tokens N replaces them.
 
 How to read it: one block per task (mean, [95% CI], rows, wall time), then the task x method
 table of means with each method's mean over tasks, and the check of issue 15: the default
@@ -109,8 +117,28 @@ def prepare_data(task: str, work: Path, limits: dict[str, int | None]) -> dict[s
     return paths
 
 
+MODEL: dict[str, Any] = {}  # --model and --api-base: what replaces every task spec's model
+MAX_TOKENS: dict[str, int] = {}  # --max-tokens
+
+
+def task_model(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The model entry --model gives this task: temperature 0 and the task's max_tokens kept."""
+    if not MODEL:
+        return None
+    max_tokens = MAX_TOKENS.get("value") or spec.get("model", {}).get("max_tokens", 256)
+    return {**MODEL, "temperature": 0, "max_tokens": max_tokens}
+
+
+def task_spec(task: str, target: Path) -> Path:
+    """The task's spec as it runs: the file itself, or a copy with --model's model."""
+    return write_spec(task, target) if MODEL else TASKS_DIR / task / "spec.yaml"
+
+
 def write_spec(task: str, target: Path, **changes: Any) -> Path:
     spec = yaml.safe_load((TASKS_DIR / task / "spec.yaml").read_text())
+    model = task_model(spec)
+    if model is not None:
+        spec["model"] = model
     spec.update(changes)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
@@ -151,7 +179,7 @@ def eval_report(out: Path) -> dict[str, Any]:
 
 def run_eval_method(task: str, method: str, data: dict[str, Path], work: Path, seed: int) -> dict[str, Any]:
     if method == "zero-shot":
-        spec = TASKS_DIR / task / "spec.yaml"
+        spec = task_spec(task, work / "spec.yaml")
     else:
         k = int(method.removeprefix("k="))
         try:
@@ -171,7 +199,7 @@ def run_eval_method(task: str, method: str, data: dict[str, Path], work: Path, s
 def run_optimize_method(task: str, method: str, data: dict[str, Path], work: Path, args: argparse.Namespace,
                         optimizers: dict[str, set[str]]) -> dict[str, Any]:
     name = default_optimizer() if method == "default" else method
-    spec = TASKS_DIR / task / "spec.yaml"
+    spec = task_spec(task, work / "spec.yaml")
     skipped = sorted(key for key in args.option if key not in optimizers.get(name, set()))
     options = {key: value for key, value in args.option.items() if key not in skipped}
     if options:  # the budget knobs go into the spec's optimizer entry
@@ -196,7 +224,8 @@ def run_optimize_method(task: str, method: str, data: dict[str, Path], work: Pat
         "vs_start": test.get("difference"), "vs_start_ci95": test.get("ci95"), "start": test.get("baseline"),
         "val_reward": report["best"].get("val_reward"), "best_demos": report["best"].get("demos"),
         "epochs_run": len(report.get("history", [])), "early_stopped": report.get("early_stopped"),
-        "model_requests": report.get("usage", {}).get("requests"),
+        "model_requests": report.get("usage", {}).get("requests"), "calls": report.get("calls"),
+        "best_instructions": report["best"].get("instructions"),
     })
     # The CI of the best program's mean on test: eval of best.json on the same rows (cached).
     check = work / "best_eval"
@@ -271,6 +300,9 @@ def print_tables(tasks: list[str], methods: list[str], results: dict[tuple[str, 
                 notes.append(f"{r['errors']} rows failed")
             if r.get("best_demos") is not None:
                 notes.append(f"{r['best_demos']} demos, val {fmt(r.get('val_reward'))}, {r.get('epochs_run')} epochs")
+            start_instructions = yaml.safe_load((TASKS_DIR / task / "spec.yaml").read_text()).get("instructions")
+            if r.get("best_instructions") not in (None, start_instructions):
+                notes.append(f"instructions {json.dumps(r['best_instructions'][:100])}")
             if r.get("options_skipped"):
                 notes.append("options not taken: " + ",".join(r["options_skipped"]))
             if r.get("warning"):
@@ -315,8 +347,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="optimize --seed and the k-shot demo draws (0 is a seed)")
     parser.add_argument("--out", type=Path, help="keep every run here (DIR/<task>/<method>/) [default: a temporary folder]")
     parser.add_argument("--json", action="store_true", help="print the results as JSON (and nothing else) on stdout")
+    parser.add_argument("--model", help="a litellm model string that replaces every task spec's model "
+                        "(temperature 0 and max_tokens kept), e.g. openai/smollm2")
+    parser.add_argument("--api-base", help="--model's server, e.g. http://127.0.0.1:8080/v1")
+    parser.add_argument("--max-tokens", type=int, help="with --model: max_tokens for every task [default: the task's]")
     args = parser.parse_args()
     args.option = dict(args.option)
+    if (args.api_base or args.max_tokens) and not args.model:
+        parser.error("--api-base and --max-tokens need --model")
+    if args.max_tokens:
+        MAX_TOKENS["value"] = args.max_tokens
+    if args.model:
+        MODEL.update({"name": args.model, **({"api_base": args.api_base} if args.api_base else {})})
 
     optimizers = registered_optimizers()
     tasks = args.tasks.split(",") if args.tasks else all_tasks()
@@ -357,10 +399,12 @@ def main() -> None:
 
     summary = summarize(tasks, methods, results)
     header = (f"tasks={','.join(tasks)} seed={args.seed} epochs={args.epochs or 'default'} "
-              f"options={args.option or '-'} limits={ {k: v for k, v in limits.items() if v is not None} or '-'} "
+              + (f"model={args.model} max_tokens={args.max_tokens or 'per task'} " if args.model else "")
+              + f"options={args.option or '-'} limits={ {k: v for k, v in limits.items() if v is not None} or '-'} "
               f"cpus={os.cpu_count()} total {total:.0f} s")
     if args.json:
         print(json.dumps({"tasks": tasks, "methods": methods, "seed": args.seed, "epochs": args.epochs,
+                          "model": args.model, "api_base": args.api_base, "max_tokens": args.max_tokens,
                           "options": args.option, "limits": limits, "total_wall_s": total,
                           "results": [{"task": t, "method": m, **results[t, m]} for t in tasks for m in methods],
                           "summary": summary}, indent=2))

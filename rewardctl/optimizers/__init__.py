@@ -5,6 +5,7 @@ from rewardctl.optimizers import (  # noqa: F401  (registers them)
     demo_search,
     kl_penalized,
     random_few_shot,
+    reflective,
 )
 from rewardctl.optimizers.base import OPTIMIZERS, Observation, Optimizer, OptimizerConfig
 from rewardctl.registry import config_union
