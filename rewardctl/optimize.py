@@ -142,7 +142,13 @@ def check_model(spec: ProgramSpec, options: OptimizeOptions, config: OptimizerCo
     called, naming where it was chosen (--optimizer, or the spec's optimizer)."""
     problem = OPTIMIZERS[config.type].model_problem(spec.model)
     if problem is None:
-        return
+        option_problem = OPTIMIZERS[config.type].config_problem(config, spec.model)
+        if option_problem is None:
+            return
+        option, message = option_problem
+        if options.optimizer is not None and spec.optimizer is None:
+            raise InputError(f"the {config.type} optimizer's {message}", field="--optimizer")
+        raise spec.error_at(("optimizer", option), message)
     others = [name for name in OPTIMIZERS.names() if OPTIMIZERS[name].model_problem(spec.model) is None]
     use = ", ".join(others[:-1]) + f" or {others[-1]}" if len(others) > 1 else "".join(others)
     message = f"the {config.type} optimizer {problem}" + (f" (use {use})" if others else "")
@@ -301,10 +307,16 @@ class OptimizeRun:
         return self.before_s + time.perf_counter() - self.started
 
     def usage(self) -> Usage:
-        client = self.runner.client
-        return Usage(requests=client.requests, prompt_tokens=client.prompt_tokens,
-                     completion_tokens=client.completion_tokens, retries=client.retried,
-                     faults=client.faults, cost_usd=client.run_cost()).after(self.usage_before)
+        clients = [self.runner.client, *self.optimizer.own_clients()]
+        costs = [c.run_cost() for c in clients]
+        faults: dict[str, int] = {}
+        for client in clients:
+            for kind, count in client.faults.items():
+                faults[kind] = faults.get(kind, 0) + count
+        return Usage(requests=sum(c.requests for c in clients), prompt_tokens=sum(c.prompt_tokens for c in clients),
+                     completion_tokens=sum(c.completion_tokens for c in clients),
+                     retries=sum(c.retried for c in clients), faults=faults,
+                     cost_usd=None if None in costs else sum(costs)).after(self.usage_before)
 
     def save_so_far(self) -> None:
         """On interruption: what the run has spent, for --resume to add to its own."""
@@ -522,7 +534,8 @@ class OptimizeRun:
                               test=options.test, train_rows=len(splits.train), val_rows=len(splits.val),
                               test_rows=len(splits.test) if splits.test is not None else None,
                               fingerprint=self.data_fingerprint),
-            history=loop.history, steps=loop.steps, kl_to_reference=kl_report, warnings=loop.warnings,
+            history=loop.history, steps=loop.steps, kl_to_reference=kl_report,
+            warnings=[*loop.warnings, *self.optimizer.run_warnings()],
             best=BestState(epoch=loop.best_epoch, val_reward=loop.best.val, val_objective=loop.best.val,
                            demos=len(loop.best.state.examples), instructions=loop.best.state.instructions,
                            state=state_record(loop.best.state)),

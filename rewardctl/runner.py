@@ -96,6 +96,7 @@ class Runner:
             for sample, score in zip(samples, scores, strict=True):
                 sample.reward = score.reward
             out.extend(samples)
+            self.calls += n  # sampled outputs count toward an optimizer's max_calls
             if on_row is not None:
                 on_row(i + 1)
         return out

@@ -100,6 +100,12 @@ class Optimizer:
         asks before it reads the data or calls any model."""
         return None
 
+    @classmethod
+    def config_problem(cls, config: OptimizerConfig, model: ModelConfig) -> tuple[str, str] | None:
+        """(option, why) when these options cannot run ``model`` (reflective's kl_beta on a model
+        that cannot sample), else None; asked with model_problem, before any data is read."""
+        return None
+
     # --- to implement ---
     def observe(self, observations: list[Observation]) -> None:
         """Record a training batch's results."""
@@ -134,6 +140,15 @@ class Optimizer:
     def teacher(self, parent: ProgramState, rng: random.Random) -> ProgramState:
         """The program that runs on a training batch to produce the observations; default: the parent."""
         return parent
+
+    def run_warnings(self) -> list[str]:
+        """The optimizer's own warnings (a failed reflection call), for the report."""
+        return []
+
+    def own_clients(self) -> list[Any]:
+        """LMClients the optimizer calls besides the program's (a separate reflection model): the
+        report's usage adds theirs."""
+        return []
 
     def state_dict(self) -> dict[str, Any]:
         return {}

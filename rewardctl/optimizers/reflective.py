@@ -143,9 +143,8 @@ class Reflective(Optimizer):
 
     @classmethod
     def config_problem(cls, config: ReflectiveConfig, model: ModelConfig) -> tuple[str, str] | None:
-        """(option, why) when these options cannot run ``model``, else None. Meant for the loop's
-        check_model (it asks only model_problem, which sees no options); until it asks, evaluate
-        raises the same before the first model call."""
+        """(option, why) when these options cannot run ``model``, else None: optimize's
+        check_model asks before any data is read; evaluate checks again (a direct caller)."""
         if config.kl_beta > 0:
             problem = KLPenalized.model_problem(model)
             if problem is not None:
@@ -255,6 +254,12 @@ class Reflective(Optimizer):
         self.failures = int(state.get("failures", 0))
         if self._kl is not None and "beta" in state:
             self._kl.controller.value = float(state["beta"])
+
+    def run_warnings(self) -> list[str]:
+        return list(self.warnings)
+
+    def own_clients(self) -> list[Any]:
+        return [self._client] if self._client is not None else []
 
     # --- helpers ---
     def _client_for(self, runner: CandidateRunner) -> LMClient:
