@@ -63,6 +63,7 @@ from rewardctl.records.optimize import (
     OptimizeReport,
     RunSoFar,
     ScorePair,
+    Selection,
     StateRecord,
     StepRecord,
     Verdict,
@@ -249,6 +250,7 @@ async def optimize(spec: ProgramSpec, options: OptimizeOptions, *, spec_path: st
     try:
         await run.start()
         await run.train()
+        await run.select()
         report = await run.final(spec_path)
     except (asyncio.CancelledError, KeyboardInterrupt):
         run.save_so_far()
@@ -288,6 +290,7 @@ class OptimizeRun:
         self.resumed_from: int | None = None
         self.early_stopped = False
         self.budget_exhausted = False
+        self.selection: Selection | None = None
         self.search_calls = 0  # the runner's calls when the search ended
         self.fingerprint, self.data_fingerprint = fixed_fingerprint(spec), splits.fingerprint()
         self.started = started  # this process's start (time.perf_counter)
@@ -491,7 +494,45 @@ class OptimizeRun:
             for name, state in self.baselines]
         report = self.report(spec_path, baselines[0].validation, baselines[0].test, await self.final_kl())
         report.baselines, report.verdict = baselines, verdict(baselines, loop.best.baseline)
+        report.selection = self.selection
         return report
+
+    async def select(self) -> None:
+        """selection: confident. The finalists (the population and every baseline) are scored on the
+        validation rows plus the training rows that are not their demos; the best searched
+        candidate replaces the best baseline only when its paired gain there has a 95% CI above 0
+        (a winner on a small validation set is often luck: the winner's curse)."""
+        if self.config.selection != "confident":
+            return
+        self.stage = "final"
+        loop = self.loop
+        finalists = {c.key: c for c in loop.population}
+        for name, state in self.baselines:
+            finalists.setdefault(state.key(), Candidate(state, state.key(), loop.baseline_vals.get(name), baseline=name))
+        phase = "final: selection on validation and training rows"
+        scores: dict[str, dict[int, float]] = {}
+        for done, candidate in enumerate(finalists.values()):
+            self._progress(phase, done, len(finalists))
+            scores[candidate.key] = await self.pooled_rewards(candidate.state)
+        self._progress(phase, len(finalists), len(finalists))
+        ranked = sorted(finalists.values(), key=lambda c: -mean_of(scores[c.key]))  # stable: baselines first
+        incumbent = next(c for c in ranked if c.baseline is not None)
+        challenger = next((c for c in ranked if c.baseline is None), None)
+        self.selection, chosen = choose(incumbent, challenger, scores, self.config.seed)
+        assert loop.best is not None
+        if chosen.key != loop.best.key:
+            loop.best, loop.best_epoch = chosen, chosen.epoch
+            if self.out is not None:
+                write_checkpoint(self.out / "best.json", self.checkpoint(chosen.state))
+
+    async def pooled_rewards(self, state: ProgramState) -> dict[int, float]:
+        """Rewards by row: validation rows (0..), then training rows (after them) that are not demos of ``state``."""
+        demos = {json.dumps(e.input, sort_keys=True) for e in state.examples}
+        train = [(len(self.splits.val) + i, r) for i, r in enumerate(self.splits.train)
+                 if json.dumps(r.inputs, sort_keys=True) not in demos]
+        indexed = [*enumerate(self.splits.val), *train]
+        results = await self.runner.run(state, [r for _, r in indexed])
+        return {i: s.reward for (i, _), (_, s) in zip(indexed, results, strict=True) if s.reward is not None}
 
     async def run_finalists(self, name: str, rows: list[Row]) -> dict[str, list[tuple[Prediction, RowScores]]]:
         """The best state and every baseline run on the same rows (each distinct state once)."""
@@ -546,6 +587,32 @@ class OptimizeRun:
             usage=self.usage())
 
 
+def mean_of(values: dict[int, float]) -> float:
+    return sum(values.values()) / len(values) if values else 0.0
+
+
+def choose(incumbent: Candidate, challenger: Candidate | None, scores: dict[str, dict[int, float]],
+           seed: int) -> tuple[Selection, Candidate]:
+    """The challenger when its paired gain over the incumbent has a 95% CI above 0, else the incumbent."""
+    base = scores[incumbent.key]
+    record = Selection(rows=len(base), baseline=incumbent.baseline or "", baseline_mean=mean_of(base),
+                       candidate_mean=None, chose="baseline")
+    if challenger is None:
+        return record, incumbent
+    new = scores[challenger.key]
+    shared = sorted(set(base) & set(new))
+    diffs = [new[i] - base[i] for i in shared]
+    record.rows, record.candidate_mean, record.candidate_demos = len(shared), mean_of(new), len(challenger.state.examples)
+    if not diffs:
+        return record, incumbent
+    lo, hi, _ = bootstrap_ci(diffs, seed=seed)
+    record.difference, record.ci95 = sum(diffs) / len(diffs), [lo, hi]
+    if lo > 0:
+        record.chose = "candidate"
+        return record, challenger
+    return record, incumbent
+
+
 def verdict(baselines: list[BaselineResult], best_is: str | None) -> Verdict:
     """The best state against the strongest baseline on the held-out test split when there is
     one; else on validation, which chose the best state, said plainly."""
@@ -555,8 +622,7 @@ def verdict(baselines: list[BaselineResult], best_is: str | None) -> Verdict:
     against, cmp = max(results, key=lambda r: r[1].baseline if r[1].baseline is not None else -1.0)
     lo, hi = cmp.ci95 if cmp.ci95 else (None, None)
     if best_is is not None and best_is == against:
-        finding = (f"the best state is the {best_is} baseline, the strongest on {split} (nothing the search "
-                   f"proposed scored higher on validation)")
+        finding = f"the best state is the {best_is} baseline, the strongest on {split}"
     elif cmp.difference is None or lo is None or hi is None:
         finding = f"no row could be compared with {against}"
     else:

@@ -45,6 +45,11 @@ class OptimizerConfig(BaseModel):
         description="Simple baselines scored as candidates from the start, besides the initial program: k "
         "labeled training demos for each k, 0 being zero-shot (seeded; a k is skipped when fewer rows have "
         "full references). The best state is never worse on validation than the best of them.")
+    selection: Literal["validation", "confident"] = Field(
+        "validation", description="How the best state is chosen at the end. validation: the highest "
+        "validation objective. confident: the finalists (the population and every baseline) are scored on "
+        "the validation rows plus the training rows that are not among their demos, and a searched "
+        "candidate replaces the best baseline only when its paired gain there has a 95% CI above 0.")
     instruction_candidates: list[str] = Field(
         default_factory=list,
         description="Instruction variants a candidate may take (each proposal keeps the parent's "

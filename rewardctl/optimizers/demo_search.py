@@ -30,6 +30,9 @@ class DemoSearchConfig(BootstrapFewShotConfig):
     epochs: int = Field(2, ge=1, description="Passes over the training set.")
     val_batch_size: int = Field(0, ge=0, description="Validation rows that score a new candidate; 0: all.")
     max_examples: int = Field(16, ge=1, description="Most demos in a candidate.")
+    selection: Literal["validation", "confident"] = Field(
+        "confident", description="How the best state is chosen (see OptimizerConfig); confident: a searched "
+        "candidate must beat the best baseline with a paired 95% CI above 0 on validation plus training rows.")
     sizes: list[int] = Field(default_factory=lambda: [1, 2, 4, 6, 8, 12, 16],
                              description="Demo counts a candidate may take (capped by max_examples and "
                              "by the demos available).")

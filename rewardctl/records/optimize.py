@@ -151,6 +151,20 @@ class BaselineResult(BaseModel):
     test: Comparison | None = None
 
 
+class Selection(BaseModel):
+    """The `confident` rule's final choice: the best searched candidate against the best baseline,
+    paired on the rows both were scored on (validation plus training rows that are not their demos)."""
+
+    rows: int = Field(description="Rows the two were paired on.")
+    baseline: str = Field(description="The best baseline on those rows.")
+    baseline_mean: float | None
+    candidate_mean: float | None = Field(description="The best searched candidate's mean; null when there was none.")
+    candidate_demos: int | None = None
+    difference: float | None = None
+    ci95: list[float] | None = None
+    chose: Literal["baseline", "candidate"]
+
+
 class Verdict(BaseModel):
     """What the run shows against the strongest simple baseline, and on what evidence."""
 
@@ -218,6 +232,7 @@ class OptimizeReport(Report):
     baselines: list[BaselineResult] = Field(
         default_factory=list, description="Each simple baseline against the best state on validation and test.")
     verdict: Verdict | None = None
+    selection: Selection | None = Field(None, description="How the best state was chosen (selection: confident).")
     early_stopped: bool = False
     budget_exhausted: bool = Field(False, description="The search stopped at the optimizer's max_calls.")
     calls: int = Field(0, description="Model replies the search used, cached ones included (max_calls "

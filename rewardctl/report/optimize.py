@@ -54,6 +54,19 @@ def _baselines(report: OptimizeReport) -> list[str]:
     return lines
 
 
+def _selection_line(report: OptimizeReport) -> str:
+    sel = report.selection
+    assert sel is not None
+    if sel.candidate_mean is None:
+        return f"Selection: no searched candidate; the best baseline, {sel.baseline}, is kept."
+    gain = "n/a" if sel.difference is None else f"{sel.difference:+.3f} (95% CI {_ci(sel.ci95)})"
+    kept = ("the candidate replaces it" if sel.chose == "candidate"
+            else "not a confident gain, so the baseline is kept")
+    return (f"Selection on {sel.rows} validation and training rows: the best searched candidate "
+            f"({sel.candidate_demos} demos) {_fmt(sel.candidate_mean)} vs the best baseline, {sel.baseline}, "
+            f"{_fmt(sel.baseline_mean)}: {gain}; {kept}.")
+
+
 def _history(report: OptimizeReport) -> list[str]:
     lines = ["", "| epoch | train reward | val reward | val objective | best objective | candidates | demos |",
              "|---|---|---|---|---|---|---|"]
@@ -91,6 +104,8 @@ def render_markdown(report: OptimizeReport) -> str:
     lines = [f"## rewardctl optimize: {report.spec.name} ({report.optimizer['type']})", ""]
     if report.verdict is not None:
         lines += [report.verdict.text, ""]
+    if report.selection is not None:
+        lines += [_selection_line(report), ""]
     lines += [*_comparisons(report), *_baselines(report)]
     best = report.best
     resumed = ""
