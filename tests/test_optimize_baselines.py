@@ -133,3 +133,46 @@ def test_a_budget_in_model_calls_ends_the_search_and_resume_can_raise_it(quiz):
     # A rerun replays the cache and stops at the same step: the budget counts cached replies.
     again = optimize(quiz, spec)
     assert again["calls"] == report["calls"] and again["best"] == report["best"]
+
+
+NO_DEMOS = SPEC.replace("""examples:
+  - input: {q: seed question}
+    output: {answer: seed answer}
+""", "")
+
+
+def test_confident_selection_takes_a_candidate_only_for_a_gain_whose_ci_is_above_zero(quiz):
+    # Zero-shot is the only baseline and gets about a quarter right; demos found by the search get
+    # every row right: a gain far outside the noise, so the candidate replaces the baseline.
+    report = optimize(quiz, NO_DEMOS + "optimizer: {type: demo_search, epochs: 1, baseline_demos: []}\n")
+    sel = report["selection"]
+    assert sel["chose"] == "candidate" and sel["baseline"] == "zero-shot" and sel["ci95"][0] > 0
+    # Validation rows plus the training rows that are not the candidate's demos.
+    assert report["data"]["val_rows"] < sel["rows"] <= report["data"]["val_rows"] + report["data"]["train_rows"]
+    assert report["best"]["demos"] == sel["candidate_demos"] and report["test"]["optimized"] == 1.0
+    assert "the candidate replaces it" in (quiz / "run" / "report.md").read_text()
+
+
+def test_confident_selection_keeps_the_baseline_when_nothing_beats_it_clearly(quiz):
+    # 3 labeled demos already get every row right: no searched candidate can do better.
+    report = optimize(quiz, NO_DEMOS + "optimizer: {type: demo_search, epochs: 1}\n")
+    sel = report["selection"]
+    assert sel["chose"] == "baseline" and report["best"]["demos"] in (3, 8)
+    assert report["verdict"]["text"].startswith("On the held-out test split: the best state is the ")
+    assert "so the baseline is kept" in (quiz / "run" / "report.md").read_text()
+
+
+def test_choose_needs_the_whole_ci_above_zero():
+    from rewardctl.optimize import Candidate, choose
+    from rewardctl.state import ProgramState
+
+    base = Candidate(ProgramState(None, []), "base", baseline="zero-shot")
+    new = Candidate(ProgramState(None, []), "new")
+    lucky = {"base": dict.fromkeys(range(20), 0.5), "new": {i: 0.5 + (0.5 if i < 3 else 0.0) for i in range(20)}}
+    record, chosen = choose(base, new, lucky, seed=0)
+    assert chosen is base and record.chose == "baseline" and record.ci95[0] == 0.0 < record.difference
+    clear = {"base": dict.fromkeys(range(20), 0.0), "new": dict.fromkeys(range(20), 1.0)}
+    record, chosen = choose(base, new, clear, seed=0)
+    assert chosen is new and record.chose == "candidate" and record.ci95 == [1.0, 1.0]
+    record, chosen = choose(base, None, clear, seed=0)
+    assert chosen is base and record.candidate_mean is None
