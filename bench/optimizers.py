@@ -2,15 +2,17 @@
 
     python bench/optimizers.py [--tasks element_names,number_words] [--methods zero-shot,k=3,default]
                                [--limit-test N] [--limit-train N] [--limit-val N] [--epochs N]
-                               [--option KEY=VALUE ...] [--seed 0] [--out DIR] [--json]
+                               [--option KEY=VALUE ...] [--seed 0] [--draws 3] [--out DIR] [--json]
                                [--model NAME [--api-base URL] [--max-tokens N]]
 
 Tasks are the folders of bench/tasks/ (spec.yaml without demos; train.jsonl, val.jsonl,
 test.jsonl), written for this benchmark and not tuned to the shipped recipes. Every method runs as
 a user runs it, the rewardctl CLI in a subprocess:
   - zero-shot:      rewardctl eval SPEC --data test.jsonl;
-  - k=3, k=8 (k=N): the same with N demos drawn from train.jsonl (seeded by --seed), written into
-                    the `examples` of a temporary copy of the spec;
+  - k=3, k=8 (k=N): the same with N demos drawn from train.jsonl, written into the `examples` of a
+                    temporary copy of the spec; --draws draws (default 3; seeds --seed, --seed+1,
+                    ...; draw 0 is the one optimize makes for its own baseline with that seed),
+                    the method's score being the mean over draws (one draw is a noisy measure);
   - each registered optimizer (random_few_shot, bootstrap_few_shot, kl, ...):
                     rewardctl optimize SPEC --train --val --test --optimizer NAME --seed S;
   - default:        rewardctl optimize without --optimizer (the name it ran is shown).
@@ -150,7 +152,9 @@ def labeled_demos(task: str, train: Path, k: int, seed: int) -> list[dict[str, A
     rows = read_jsonl(train)
     if k > len(rows):
         raise ValueError(f"k={k} but {train} has {len(rows)} rows")
-    picked = random.Random(seed).sample(rows, k)
+    # The draw optimize makes for its "k labeled demos" baseline with this seed (rewardctl.optimize.
+    # baseline_states): the bench's k=N and an optimize report's baseline of that seed are the same demos.
+    picked = random.Random(f"{seed}:{k} labeled demos").sample(rows, k)
     return [{"input": {name: row[name] for name in spec["inputs"]},
              "output": {name: row[name] for name in spec["outputs"] if name in row}} for row in picked]
 
@@ -177,7 +181,23 @@ def eval_report(out: Path) -> dict[str, Any]:
             "errors": report["summary"]["errors"]}
 
 
-def run_eval_method(task: str, method: str, data: dict[str, Path], work: Path, seed: int) -> dict[str, Any]:
+def run_eval_method(task: str, method: str, data: dict[str, Path], work: Path, seed: int,
+                    draws: int = 1) -> dict[str, Any]:
+    """zero-shot, or k=N: N labeled demos; with draws > 1, one eval per draw (seeds seed, seed+1,
+    ...), the mean over draws as the method's score and each draw's beside it."""
+    if method == "zero-shot" or draws <= 1:
+        return run_one_eval(task, method, data, work, seed)
+    runs = [run_one_eval(task, method, data, work / f"draw-{i}", seed + i) for i in range(draws)]
+    failed = [r for r in runs if r.get("error")]
+    if failed:
+        return failed[0]
+    means = [r["mean"] for r in runs]
+    return {"wall_s": sum(r["wall_s"] for r in runs), "exit_code": 0, "mean": sum(means) / len(means),
+            "rows": runs[0]["rows"], "errors": sum(r["errors"] for r in runs), "draws": means,
+            "ci95": None}
+
+
+def run_one_eval(task: str, method: str, data: dict[str, Path], work: Path, seed: int) -> dict[str, Any]:
     if method == "zero-shot":
         spec = task_spec(task, work / "spec.yaml")
     else:
@@ -298,6 +318,8 @@ def print_tables(tasks: list[str], methods: list[str], results: dict[tuple[str, 
                 notes.append(r["error"][:120])
             if r.get("errors"):
                 notes.append(f"{r['errors']} rows failed")
+            if r.get("draws"):
+                notes.append("mean of draws " + " / ".join(fmt(x) for x in r["draws"]))
             if r.get("best_demos") is not None:
                 notes.append(f"{r['best_demos']} demos, val {fmt(r.get('val_reward'))}, {r.get('epochs_run')} epochs")
             start_instructions = yaml.safe_load((TASKS_DIR / task / "spec.yaml").read_text()).get("instructions")
@@ -345,6 +367,9 @@ def main() -> None:
     parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                         help="an optimizer option for every optimizer that takes it (repeatable), e.g. batch_size=4")
     parser.add_argument("--seed", type=int, default=0, help="optimize --seed and the k-shot demo draws (0 is a seed)")
+    parser.add_argument("--draws", type=int, default=3,
+                        help="k=N: demo draws (seeds seed, seed+1, ...), scored by their mean: one draw of N demos "
+                        "is a noisy measure of the method (draw 0 is optimize's own baseline of that seed)")
     parser.add_argument("--out", type=Path, help="keep every run here (DIR/<task>/<method>/) [default: a temporary folder]")
     parser.add_argument("--json", action="store_true", help="print the results as JSON (and nothing else) on stdout")
     parser.add_argument("--model", help="a litellm model string that replaces every task spec's model "
@@ -385,7 +410,7 @@ def main() -> None:
                 work.mkdir(parents=True)
                 data = prepare_data(task, work, limits)
                 if method == "zero-shot" or method.startswith("k="):
-                    result = run_eval_method(task, method, data, work, args.seed)
+                    result = run_eval_method(task, method, data, work, args.seed, args.draws)
                 else:
                     result = run_optimize_method(task, method, data, work, args, optimizers)
                 results[task, method] = result
