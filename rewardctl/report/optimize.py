@@ -63,7 +63,8 @@ def _selection_line(report: OptimizeReport) -> str:
     kept = ("the candidate replaces it" if sel.chose == "candidate"
             else "not a confident gain, so the baseline is kept")
     return (f"Selection on {sel.rows} validation and training rows: the best searched candidate "
-            f"({sel.candidate_demos} demos) {_fmt(sel.candidate_mean)} vs the best baseline, {sel.baseline}, "
+            f"({sel.candidate_demos} demo{'' if sel.candidate_demos == 1 else 's'}) {_fmt(sel.candidate_mean)} vs "
+            f"the best baseline, {sel.baseline}, "
             f"{_fmt(sel.baseline_mean)}: {gain}; {kept}.")
 
 
