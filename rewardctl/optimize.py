@@ -171,6 +171,13 @@ class Splits:
     val: list[Row]
     test: list[Row] | None
 
+    def test_overlap(self) -> int:
+        """Test rows whose inputs are also in the training or validation rows (not held out)."""
+        if self.test is None:
+            return 0
+        seen = {json.dumps(r.inputs, sort_keys=True) for r in [*self.train, *self.val]}
+        return sum(json.dumps(r.inputs, sort_keys=True) in seen for r in self.test)
+
     def fingerprint(self) -> str:
         payload = json.dumps([[r.inputs, r.y_true] for r in self.train] + [None]
                              + [[r.inputs, r.y_true] for r in self.val], sort_keys=True, ensure_ascii=False)
@@ -493,7 +500,8 @@ class OptimizeRun:
             test=compare(on_test[state.key()], on_test[best], seed=seed) if on_test is not None else None)
             for name, state in self.baselines]
         report = self.report(spec_path, baselines[0].validation, baselines[0].test, await self.final_kl())
-        report.baselines, report.verdict = baselines, verdict(baselines, loop.best.baseline)
+        report.baselines = baselines
+        report.verdict = verdict(baselines, loop.best.baseline, splits.test_overlap())
         report.selection = self.selection
         return report
 
@@ -602,9 +610,12 @@ def choose(incumbent: Candidate, challenger: Candidate | None, scores: dict[str,
     new = scores[challenger.key]
     shared = sorted(set(base) & set(new))
     diffs = [new[i] - base[i] for i in shared]
-    record.rows, record.candidate_mean, record.candidate_demos = len(shared), mean_of(new), len(challenger.state.examples)
     if not diffs:
         return record, incumbent
+    # Both means on the rows both were scored on: the difference is theirs.
+    record.rows, record.candidate_demos = len(shared), len(challenger.state.examples)
+    record.baseline_mean = sum(base[i] for i in shared) / len(shared)
+    record.candidate_mean = sum(new[i] for i in shared) / len(shared)
     lo, hi, _ = bootstrap_ci(diffs, seed=seed)
     record.difference, record.ci95 = sum(diffs) / len(diffs), [lo, hi]
     if lo > 0:
@@ -613,11 +624,13 @@ def choose(incumbent: Candidate, challenger: Candidate | None, scores: dict[str,
     return record, incumbent
 
 
-def verdict(baselines: list[BaselineResult], best_is: str | None) -> Verdict:
-    """The best state against the strongest baseline on the held-out test split when there is
-    one; else on validation, which chose the best state, said plainly."""
-    held_out = baselines[0].test is not None
-    split = "test" if held_out else "validation"
+def verdict(baselines: list[BaselineResult], best_is: str | None, test_overlap: int = 0) -> Verdict:
+    """The best state against the strongest baseline on the test split when there is one (held
+    out unless ``test_overlap`` of its rows are training or validation rows); else on
+    validation, which chose the best state, said plainly."""
+    has_test = baselines[0].test is not None
+    held_out = has_test and test_overlap == 0
+    split = "test" if has_test else "validation"
     results = [(b.name, b.test if b.test is not None else b.validation) for b in baselines]
     against, cmp = max(results, key=lambda r: r[1].baseline if r[1].baseline is not None else -1.0)
     lo, hi = cmp.ci95 if cmp.ci95 else (None, None)
@@ -632,6 +645,9 @@ def verdict(baselines: list[BaselineResult], best_is: str | None) -> Verdict:
                    f"(95% CI {lo:+.3f} to {hi:+.3f}, {cmp.rows} rows)")
     if held_out:
         text = f"On the held-out test split: {finding}."
+    elif has_test:
+        text = (f"Not held out: {test_overlap} test rows have the inputs of training or validation rows, so the "
+                f"test split measures what the search saw. On the test split: {finding}.")
     else:
         text = (f"Only validation evidence: the validation split chose the best state, so a gain on it is "
                 f"optimistic (pass --test with held-out rows to measure it). On validation: {finding}.")

@@ -176,3 +176,26 @@ def test_choose_needs_the_whole_ci_above_zero():
     assert chosen is new and record.chose == "candidate" and record.ci95 == [1.0, 1.0]
     record, chosen = choose(base, None, clear, seed=0)
     assert chosen is base and record.candidate_mean is None
+
+
+def test_a_test_split_that_repeats_training_rows_is_not_called_held_out(quiz):
+    # The training file given as --test too: a user's slip that would make any gain look real.
+    spec = write(quiz / "quiz.yaml", SPEC + "optimizer: {type: random_few_shot, epochs: 1}\n")
+    result = runner.invoke(app, ["optimize", str(spec), "--train", str(quiz / "train.jsonl"), "--test",
+                                 str(quiz / "train.jsonl"), "--json", "-q"])
+    assert result.exit_code == 0, result.stderr
+    verdict = json.loads(result.stdout)["verdict"]
+    assert verdict["split"] == "test" and verdict["held_out"] is False
+    assert verdict["text"].startswith("Not held out: 30 test rows have the inputs of training or validation rows")
+
+
+def test_selection_gives_both_means_on_the_rows_they_were_paired_on():
+    from rewardctl.optimize import Candidate, choose
+    from rewardctl.state import ProgramState
+
+    base = Candidate(ProgramState(None, []), "base", baseline="8 labeled demos")
+    new = Candidate(ProgramState(None, []), "new")
+    # The baseline saw rows 0-3 only (its demos took the rest); the candidate saw rows 0-9.
+    scores = {"base": dict.fromkeys(range(4), 1.0), "new": {**dict.fromkeys(range(4), 1.0), **dict.fromkeys(range(4, 10), 0.0)}}
+    record, _ = choose(base, new, scores, seed=0)
+    assert record.rows == 4 and record.baseline_mean == record.candidate_mean == 1.0 and record.difference == 0.0
