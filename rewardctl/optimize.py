@@ -480,7 +480,8 @@ class OptimizeRun:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng_state(self.rng),
             population=[c.to_record() for c in loop.population], best=loop.best.to_record(),
             best_epoch=loop.best_epoch, history=loop.history, no_improve=loop.no_improve,
-            seen=sorted(loop.seen), baseline_val=loop.baseline_val, baseline_vals=loop.baseline_vals, steps=loop.steps, warnings=loop.warnings,
+            seen=sorted(loop.seen), baseline_val=loop.baseline_val, baseline_vals=loop.baseline_vals,
+            steps=loop.steps, warnings=loop.warnings,
             elapsed_s=round(self.elapsed(), 2), usage=self.usage(), calls=self.runner.calls)
 
     async def final(self, spec_path: str | None) -> OptimizeReport:
