@@ -403,3 +403,15 @@ def test_kl_beta_scores_by_the_kl_penalized_objective_row_by_row():
     assert stats.kl == pytest.approx(1.0) and stats.beta == 0.5 and stats.objective == pytest.approx(0.0)
     assert sorted(opt.scores[PARENT.key()].values()) == pytest.approx([-0.25, 0.25])
     assert opt.state_dict()["beta"] == 0.5
+
+
+def test_a_separate_reflection_models_requests_are_in_the_reports_usage(quiz):
+    spec, tmp_path = quiz
+    spec.write_text(QUIZ.replace("  max_calls: null\n", "  max_calls: null\n  reflection_model:\n"
+                                 "    name: openai/gpt-4o-mini\n    extra: {mock_response: \"```\\nBe exact!\\n```\"}\n"))
+    before = fakelm.CALLS["count"]
+    report = optimize(spec, tmp_path, tmp_path / "run", "--epochs", "1")
+    program_requests = fakelm.CALLS["count"] - before
+    state = json.loads((tmp_path / "run" / "best.json").read_text())["optimizer_state"]
+    assert any(p["instruction"] == "Be exact!" for p in state["proposals"])
+    assert report["usage"]["requests"] > program_requests  # the reflection model's are added
