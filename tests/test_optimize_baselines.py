@@ -44,9 +44,9 @@ def quiz(tmp_path):
     return tmp_path
 
 
-def optimize(tmp_path, spec_text, *extra, test=True):
+def optimize(tmp_path, spec_text, *extra, test=True, out="run"):
     spec = write(tmp_path / "quiz.yaml", spec_text)
-    args = ["optimize", str(spec), "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "run"),
+    args = ["optimize", str(spec), "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / out),
             "--json", "-q", *extra]
     if test:
         args += ["--test", str(tmp_path / "test.jsonl")]
@@ -199,3 +199,13 @@ def test_selection_gives_both_means_on_the_rows_they_were_paired_on():
     scores = {"base": dict.fromkeys(range(4), 1.0), "new": {**dict.fromkeys(range(4), 1.0), **dict.fromkeys(range(4, 10), 0.0)}}
     record, _ = choose(base, new, scores, seed=0)
     assert record.rows == 4 and record.baseline_mean == record.candidate_mean == 1.0 and record.difference == 0.0
+
+
+def test_the_default_resumes_to_the_same_choice_as_an_uninterrupted_run(quiz):
+    spec = NO_DEMOS + "optimizer: {type: demo_search, epochs: 2, patience: null, baseline_demos: [0]}\n"
+    whole = optimize(quiz, spec)
+    optimize(quiz, spec, "--epochs", "1", out="parts")
+    resumed = optimize(quiz, spec, "--resume", out="parts")
+    assert resumed["resumed_from_epoch"] == 1
+    for key in ("best", "selection", "verdict", "baselines", "test"):
+        assert resumed[key] == whole[key], key
