@@ -73,3 +73,19 @@ def base_server():
     server = LlamaServer(gemma_path(), "gemma").start()
     yield server
     server.stop()
+
+
+def write_quiz(tmp_path: Path, rows: int = 50, train: int = 30) -> None:
+    """The fakelm quiz (tests/fakelm.py): question i's answer is "answer i"; the first ``train``
+    rows to train.jsonl, the rest to test.jsonl."""
+    import json
+
+    import fakelm
+
+    fakelm.register()
+    data = []
+    for i in range(rows):
+        fakelm.ANSWERS[f"question {i}"] = f"answer {i}"
+        data.append({"q": f"question {i}", "answer": f"answer {i}"})
+    write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in data[:train]))
+    write(tmp_path / "test.jsonl", "".join(json.dumps(r) + "\n" for r in data[train:]))

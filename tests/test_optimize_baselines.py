@@ -5,7 +5,6 @@ On the deterministic test model (tests/fakelm.py), which gets more right with mo
 
 import json
 
-import fakelm
 import pytest
 from typer.testing import CliRunner
 
@@ -15,7 +14,7 @@ from rewardctl.options import OptimizeOptions
 from rewardctl.spec import load_spec
 from rewardctl.state import Example
 
-from conftest import write
+from conftest import write, write_quiz
 
 runner = CliRunner()
 
@@ -34,13 +33,7 @@ rewards:
 
 @pytest.fixture
 def quiz(tmp_path):
-    fakelm.register()
-    rows = []
-    for i in range(50):
-        fakelm.ANSWERS[f"question {i}"] = f"answer {i}"
-        rows.append({"q": f"question {i}", "answer": f"answer {i}"})
-    write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:30]))
-    write(tmp_path / "test.jsonl", "".join(json.dumps(r) + "\n" for r in rows[30:]))
+    write_quiz(tmp_path)
     return tmp_path
 
 

@@ -32,7 +32,7 @@ from rewardctl.optimizers.reflective import (
 )
 from rewardctl.state import Example, ProgramState
 
-from conftest import write
+from conftest import write, write_quiz
 
 cli = CliRunner()
 
@@ -322,13 +322,7 @@ optimizer:
 
 @pytest.fixture
 def quiz(tmp_path):
-    fakelm.register()
-    data = []
-    for i in range(50):
-        fakelm.ANSWERS[f"question {i}"] = f"answer {i}"
-        data.append({"q": f"question {i}", "answer": f"answer {i}"})
-    write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in data[:30]))
-    write(tmp_path / "test.jsonl", "".join(json.dumps(r) + "\n" for r in data[30:]))
+    write_quiz(tmp_path)
     return write(tmp_path / "quiz.yaml", QUIZ), tmp_path
 
 
