@@ -27,8 +27,9 @@ PARTIAL_FILE = "run.partial.json"  # an interrupted run's time and usage so far,
 
 
 def fixed_fingerprint(spec: ProgramSpec) -> str:
-    """Hash of the spec without its trainable state (examples, instructions) and optimizer."""
-    data = spec.model_dump(mode="json", exclude={"examples", "instructions", "optimizer"})
+    """Hash of the spec without its trainable state (examples, instructions), optimizer, and how
+    datasets are read."""
+    data = spec.model_dump(mode="json", exclude={"examples", "instructions", "optimizer", "data"})
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

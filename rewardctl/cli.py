@@ -34,6 +34,7 @@ from rewardctl.options import (
     EvalOptions,
     InspectOptions,
     OptimizeOptions,
+    RenderOptions,
     ScoreOptions,
     TrainOptions,
 )
@@ -165,6 +166,14 @@ def _run_report_command(spec: Path, quiet: bool, json_out: bool, out: Path | Non
 SpecArg = Annotated[Path, typer.Argument(help="The program spec (YAML).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and nothing else).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
+FieldOpt = Annotated[list[str] | None, typer.Option(
+    "--field", metavar="FIELD=COLUMN", help="Read the spec field FIELD from the dataset column COLUMN "
+    "(repeatable); overrides the spec's data.fields.", show_default=False)]
+DataFormatOpt = Annotated[str | None, typer.Option(
+    "--data-format", help="jsonl, csv, tsv, parquet or arrow [default: the spec's data.format, else by "
+    "the extension (others: jsonl); a folder: a Hugging Face save_to_disk folder or shards].", show_default=False)]
+DATA_HELP = ("The dataset: JSON Lines, CSV, TSV, Parquet or Arrow (by the extension), or a folder (a Hugging "
+             "Face save_to_disk folder, or shards); '-' reads JSON Lines from stdin.")
 JunitOpt = Annotated[Path | None, typer.Option(
     "--junit", help="Also write JUnit XML here for CI test reports: a test case per row and per "
     "threshold. Needs --out.", show_default=False)]
@@ -219,8 +228,7 @@ def schema() -> None:
 @app.command("eval", epilog=EXIT_CODES_HELP)
 def eval_command(
     spec: SpecArg,
-    data: Annotated[str, typer.Option("--data", "-d", help="JSONL dataset; '-' reads stdin.",
-                                      show_default=False)],
+    data: Annotated[str, typer.Option("--data", "-d", help=DATA_HELP, show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write predictions.jsonl, report.json and report.md here.")] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Evaluate only the first N rows.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Most requests in flight.")] = EvalOptions.concurrency,
@@ -228,6 +236,8 @@ def eval_command(
     cache_dir: Annotated[Path | None, typer.Option(help="Response cache folder [default: ~/.cache/rewardctl/responses].")] = None,
     fail_under: Annotated[float | None, typer.Option(help="Exit 1 when the mean reward is below X.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid dataset lines instead of stopping.")] = False,
+    field_map: FieldOpt = None,
+    data_format: DataFormatOpt = None,
     repeat: Annotated[int, typer.Option(min=1, help="Samples per row (for pass@k and pass^k); each is a prediction line, and its own cache entry.")] = EvalOptions.repeat,
     row_pass: Annotated[str, typer.Option(help="With --repeat: a row passes when its mean sample passes (mean), all its samples do (all), or any does (any).")] = EvalOptions.row_pass,
     checkpoint: Annotated[Path | None, typer.Option(help="Evaluate the learned state of an optimize checkpoint (DIR/best.json).")] = None,
@@ -237,6 +247,7 @@ def eval_command(
     shard: Annotated[str | None, typer.Option(help="K/N: evaluate only the K-th of N shards (rows dealt round-robin); join the shards with `rewardctl merge`.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Budget in USD: once spent, no further request starts and the run stops cleanly (every row is still recorded).")] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Processes that make the litellm calls to a remote model (0: this process) [default: one per core, up to 4, at --concurrency 32+ over 1,000+ rows; else 0].", show_default=False)] = None,
+    log_requests: Annotated[Path | None, typer.Option("--log-requests", help="Write every model call to this JSONL file as the run goes: row, attempt, the request (as `rewardctl render` shows it), the reply, usage, latency, error; cache hits marked cached. Keys are never written.", show_default=False)] = None,
     junit: JunitOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -253,7 +264,9 @@ def eval_command(
                               cache_dir=str(cache_dir) if cache_dir else None,
                               skip_invalid=skip_invalid, fail_under=fail_under, repeat=repeat,
                               max_errors=max_errors, resume=resume, retry_errors=retry_errors, shard=shard,
-                              max_cost=max_cost, workers=workers, row_pass=row_pass)
+                              max_cost=max_cost, workers=workers, row_pass=row_pass,
+                              fields=field_map or (), data_format=data_format,
+                              log_requests=str(log_requests) if log_requests else None)
         return run_async(evaluate(program_spec, options, spec_path=str(spec), state=state,
                                   on_progress=on_progress, write_report=write_report))
 
@@ -359,10 +372,12 @@ def compare_command(
 @app.command("optimize", epilog=EXIT_CODES_HELP)
 def optimize_command(
     spec: SpecArg,
-    train: Annotated[str, typer.Option("--train", show_default=False, help="Training JSONL.")],
-    val: Annotated[str | None, typer.Option("--val", help="Validation JSONL [default: --val-split of the training set].")] = None,
+    train: Annotated[str, typer.Option("--train", show_default=False, help="Training data (any format eval's --data reads).")],
+    val: Annotated[str | None, typer.Option("--val", help="Validation data [default: --val-split of the training set].")] = None,
     val_split: Annotated[float, typer.Option(help="Share of the training set held out for validation when --val is not given.")] = OptimizeOptions.val_split,
-    test: Annotated[str | None, typer.Option("--test", help="Held-out JSONL: baseline and best are also compared on it.")] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Held-out data: baseline and best are also compared on it.")] = None,
+    field_map: FieldOpt = None,
+    data_format: DataFormatOpt = None,
     optimizer: Annotated[str | None, typer.Option(help="demo_search, random_few_shot, bootstrap_few_shot, kl or reflective [default: the spec's, else demo_search].")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [default: the optimizer's].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed [default: the optimizer's, 0]; 0 is a seed.")] = None,
@@ -391,7 +406,8 @@ def optimize_command(
                                   out_dir=str(out) if out else None, optimizer=optimizer, epochs=epochs,
                                   seed=seed, zero_shot=zero_shot, resume=resume, concurrency=concurrency,
                                   reference=str(reference) if reference else None, final_kl_rows=final_kl_rows,
-                                  use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+                                  use_cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None,
+                                  fields=field_map or (), data_format=data_format)
         write = None if out is None else (lambda report: write_optimize_outputs(out, report))
         with claim_out_dir(out), DataChannel() as channel:
             program_spec = load_spec(spec)
@@ -411,7 +427,7 @@ def optimize_command(
 @app.command("inspect-rewards", epilog="Exit codes: 0 done (1 with --strict when a check fails); 2 bad usage or input; 3 the run could not complete.")
 def inspect_rewards_command(
     spec: SpecArg,
-    data: Annotated[str, typer.Option("--data", "-d", show_default=False, help="The dataset (JSONL).")],
+    data: Annotated[str, typer.Option("--data", "-d", show_default=False, help=DATA_HELP)],
     predictions: Annotated[str | None, typer.Option("--predictions", "-p", help="Saved predictions to inspect the rewards on.")] = None,
     generate: Annotated[bool, typer.Option("--generate", help="Run the program to get outputs to inspect the rewards on.")] = False,
     pairs: Annotated[str | None, typer.Option("--pairs", help="Preference pairs (JSONL of prompt, chosen, rejected).")] = None,
@@ -422,6 +438,8 @@ def inspect_rewards_command(
     seed: Annotated[int, typer.Option(help="Seed for sampled rows (0 is a seed).")] = InspectOptions.seed,
     concurrency: Annotated[int, typer.Option(min=1)] = InspectOptions.concurrency,
     no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
+    field_map: FieldOpt = None,
+    data_format: DataFormatOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -436,7 +454,8 @@ def inspect_rewards_command(
 
     def body() -> None:
         options = InspectOptions(data=data, predictions=predictions, generate=generate, pairs=pairs,
-                                 limit=limit, seed=seed, concurrency=concurrency, use_cache=not no_cache)
+                                 limit=limit, seed=seed, concurrency=concurrency, use_cache=not no_cache,
+                                 fields=field_map or (), data_format=data_format)
         with claim_out_dir(out), DataChannel() as channel:
             program_spec = load_spec(spec)
             inspection = run_async(inspect_rewards(program_spec, options, spec_path=str(spec)))
@@ -451,6 +470,40 @@ def inspect_rewards_command(
                 channel.write(render_json(report))
         if strict and report.failed:
             raise typer.Exit(EXIT_THRESHOLD)
+
+    _run(body)
+
+
+@app.command("render", epilog="Exit codes: 0 done; 2 bad usage or input; 3 the requests could not be built.")
+def render_command(
+    spec: SpecArg,
+    data: Annotated[str, typer.Option("--data", "-d", help=DATA_HELP, show_default=False)],
+    limit: Annotated[int | None, typer.Option(min=0, help="Only the first N rows.")] = None,
+    field_map: FieldOpt = None,
+    data_format: DataFormatOpt = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Apply the learned state (demos, instructions) of an optimize checkpoint (DIR/best.json), as eval --checkpoint does.")] = None,
+    attempt: Annotated[int, typer.Option(min=1, help="Which attempt's request: 1 the first; later ones are a local model's parse retries (under a grammar).")] = RenderOptions.attempt,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip invalid dataset lines instead of stopping.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per row (JSON Lines) instead of text.")] = False,
+) -> None:
+    """Print the request eval would send for each row, without calling the model: messages or
+    completion prompt, response_format or grammar, sampling parameters, and for an
+    OpenAI-compatible server the HTTP body litellm POSTs. Keys are redacted."""
+    from rewardctl.checkpoint import load_state
+    from rewardctl.console import DataChannel
+    from rewardctl.render import render_requests
+    from rewardctl.report.requests import request_json_line, request_text
+    from rewardctl.spec import load_spec
+
+    def body() -> None:
+        options = RenderOptions(data=data, limit=limit, skip_invalid=skip_invalid, attempt=attempt,
+                                fields=field_map or (), data_format=data_format)
+        with DataChannel() as channel:
+            program_spec = load_spec(spec)
+            state = None if checkpoint is None else load_state(program_spec, checkpoint)
+            show = request_json_line if json_out else request_text
+            with contextlib.suppress(BrokenPipeError):  # `rewardctl render ... | head`: a reader that has enough
+                run_async(render_requests(program_spec, options, state=state, emit=lambda r: channel.write(show(r))))
 
     _run(body)
 

@@ -37,6 +37,12 @@ class FieldSpec(BaseModel):
     properties: dict[str, FieldSpec] | None = Field(
         None, description="object only: the object's fields."
     )
+    nullable: bool = Field(
+        False, description="The value may be null (written `none` in the fields prompt format); the "
+        "field is still expected: a row or reply without it is incomplete.")
+    required: bool = Field(
+        True, description="false: the field may be absent, and absent reads as null (so it is "
+        "nullable too), as an Optional field with a None default in pydantic.")
 
     @model_validator(mode="before")
     @classmethod
@@ -73,6 +79,11 @@ class FieldSpec(BaseModel):
     def is_scalar(self) -> bool:
         return self.type in ("string", "number", "integer", "boolean", "enum")
 
+    @property
+    def accepts_null(self) -> bool:
+        """Null is a valid value: nullable, or optional (absent reads as null)."""
+        return self.nullable or not self.required
+
 
 DataModel = dict[str, FieldSpec]
 
@@ -107,12 +118,16 @@ def field_json_schema(spec: FieldSpec) -> dict[str, Any]:
         schema = json_schema(spec.properties or {})
     else:
         schema = {"type": spec.type}
+    if spec.accepts_null:
+        schema = {"anyOf": [schema, {"type": "null"}]}
     if spec.description:
         schema["description"] = spec.description
     return schema
 
 
 def json_schema(fields: DataModel, title: str | None = None) -> dict[str, Any]:
+    """Every field is listed as required (strict structured outputs need it: OpenAI's refuses
+    optional properties); an optional field is nullable instead, and null is how it is absent."""
     schema: dict[str, Any] = {
         "type": "object",
         "properties": {name: field_json_schema(spec) for name, spec in fields.items()},
@@ -152,6 +167,8 @@ def _check_reply_text(value: str, spec: FieldSpec, path: str) -> None:
 def check_value(value: Any, spec: FieldSpec, path: str, *, lax: bool) -> Any:
     """Return ``value`` checked against ``spec``; with ``lax``, coerce text the way a model writes it."""
     kind = spec.type
+    if value is None and spec.accepts_null:
+        return None
     if kind == "string":
         if lax and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = json.dumps(value)
@@ -220,7 +237,10 @@ def check_fields(obj: dict[str, Any], fields: DataModel, *, prefix: str = "", la
     for name, spec in fields.items():
         path = f"{prefix}.{name}" if prefix else name
         if name not in obj:
-            raise ValueProblem(path, "missing")
+            if spec.required:
+                raise ValueProblem(path, "missing")
+            out[name] = None  # an optional field's default
+            continue
         out[name] = check_value(obj[name], spec, path, lax=lax)
     if keep_extra:
         for key, value in obj.items():

@@ -24,6 +24,7 @@ from rewardctl.dataset import ReadStats, Row, count_lines, read_rows
 from rewardctl.errors import InputError, RunError, warn
 from rewardctl.io import JsonlWriter, atomic_write_bytes
 from rewardctl.lm.cache import ResponseCache
+from rewardctl.lm.calllog import CallLog, set_row
 from rewardctl.lm.client import LMClient
 from rewardctl.lm.workers import WorkerDied, WorkerPool
 from rewardctl.options import EvalOptions
@@ -73,6 +74,8 @@ def to_record(row: Row, pred: Prediction, scores: RowScores, sample: int | None,
         optional["raw"] = pred.raw
     if row.meta:
         optional["meta"] = row.meta
+    if row.file is not None:
+        optional["file"] = row.file
     if pred.error_kind is not None:
         optional["error_kind"] = pred.error_kind
     if scores.ungraded:
@@ -104,7 +107,8 @@ def prevalidate(spec: ProgramSpec, options: EvalOptions, required: dict[str, str
         return None
     count = 0
     for row in read_rows(options.data, spec.inputs, spec.outputs, skip_invalid=options.skip_invalid,
-                         limit=options.limit, required_outputs=required, stats=ReadStats()):
+                         limit=options.limit, required_outputs=required, stats=ReadStats(),
+                         data=spec.data_options(options.columns, options.data_format)):
         count += in_shard(row.index, options.shard)
     return count
 
@@ -132,6 +136,8 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
     workers = lm_workers(spec, options, total) if pool is None else 0
     own_pool = WorkerPool(workers) if workers else None
     client = LMClient(spec.model, cache, pool=None if spec.model.is_local else (own_pool or pool))
+    if options.log_requests:
+        client.log = CallLog(options.log_requests, client.secrets, append=options.resume or options.retry_errors)
     run = EvalRun(spec, options, scorer=scorer, client=client, total=total, required=required,
                   program=program or Program(spec.signature(), state), on_progress=on_progress)
     try:
@@ -142,6 +148,8 @@ async def evaluate(spec: ProgramSpec, options: EvalOptions, *, spec_path: str | 
             cache.close()
         if own_pool is not None:
             await own_pool.close()
+        if client.log is not None:
+            client.log.close()
     return run.finish(spec_path, time.perf_counter() - started, write_report)
 
 
@@ -157,6 +165,7 @@ class EvalRun:
         self.total, self.required, self.program, self.on_progress = total, required, program, on_progress
         self.repeat = max(1, options.repeat)
         self.read_stats = ReadStats()
+        self.data = spec.data_options(options.columns, options.data_format)
         self.stats = RunStats(scorer)
         self.warnings: list[str] = []
         route = spec.model.route_warning()
@@ -223,6 +232,7 @@ class EvalRun:
                 return Prediction(None, error=INTERRUPTED)
             if self.stopped or self._over_cost():
                 return Prediction(None, error=f"not run: {self.stopped[0]}", error_kind="not_run")
+            set_row(row.index, row.line, sample if self.repeat > 1 else None)  # for --log-requests
             overrides = None
             if self.repeat > 1:  # distinct, reproducible seeds per sample
                 base = self.spec.model.seed if self.spec.model.seed is not None else 0
@@ -272,7 +282,7 @@ class EvalRun:
         try:
             for row in read_rows(options.data, self.spec.inputs, self.spec.outputs,
                                  skip_invalid=options.skip_invalid, limit=options.limit,
-                                 required_outputs=self.required, stats=self.read_stats):
+                                 required_outputs=self.required, stats=self.read_stats, data=self.data):
                 if not in_shard(row.index, options.shard):
                     continue
                 for sample in range(self.repeat):

@@ -158,8 +158,10 @@ def check_model(spec: ProgramSpec, options: OptimizeOptions, config: OptimizerCo
     raise spec.error_at(("optimizer", "type"), message)
 
 
-def _load_rows(path: str, spec: ProgramSpec, required: dict[str, str], what: str) -> list[Row]:
-    rows = list(read_rows(path, spec.inputs, spec.outputs, required_outputs=required))
+def _load_rows(path: str, spec: ProgramSpec, required: dict[str, str], what: str,
+               options: OptimizeOptions) -> list[Row]:
+    rows = list(read_rows(path, spec.inputs, spec.outputs, required_outputs=required,
+                          data=spec.data_options(options.columns, options.data_format)))
     if not rows:
         raise InputError(f"the {what} set is empty", path=path)
     return rows
@@ -186,9 +188,9 @@ class Splits:
 
 def load_splits(spec: ProgramSpec, options: OptimizeOptions, seed: int, required: dict[str, str]) -> Splits:
     """Training, validation (given, or split off the training set with ``seed``) and test rows."""
-    train = _load_rows(options.train, spec, required, "training")
+    train = _load_rows(options.train, spec, required, "training", options)
     if options.val is not None:
-        val = _load_rows(options.val, spec, required, "validation")
+        val = _load_rows(options.val, spec, required, "validation", options)
     else:
         if len(train) < 2:
             raise InputError("needs at least 2 training rows to split off a validation set", path=options.train)
@@ -197,7 +199,7 @@ def load_splits(spec: ProgramSpec, options: OptimizeOptions, seed: int, required
         n_val = min(len(train) - 1, max(1, round(len(train) * options.val_split)))
         val = [train[i] for i in sorted(order[:n_val])]
         train = [train[i] for i in sorted(order[n_val:])]
-    test = _load_rows(options.test, spec, required, "test") if options.test else None
+    test = _load_rows(options.test, spec, required, "test", options) if options.test else None
     return Splits(train, val, test)
 
 

@@ -4,11 +4,33 @@ starts. Core layer, and light to import, so that `rewardctl --help` stays fast."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from rewardctl.errors import InputError
 from rewardctl.shards import Shard, parse_shard
+
+# A dataset's format (--data-format, the spec's data.format); None: by the file's extension.
+DataFormat = Literal["jsonl", "csv", "tsv", "parquet", "arrow"]
+DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
+
+
+def parse_field_map(values: Sequence[str], data_format: str | None) -> dict[str, str]:
+    """``--field FIELD=COLUMN`` (repeatable) as {field: column}; and ``--data-format`` checked."""
+    if data_format is not None and data_format not in DATA_FORMATS:
+        raise InputError(f"expected {', '.join(DATA_FORMATS[:-1])} or {DATA_FORMATS[-1]}", field="--data-format")
+    columns: dict[str, str] = {}
+    for value in values:
+        name, sep, column = value.partition("=")
+        if not sep or not name.strip() or not column:
+            raise InputError(f"expected FIELD=COLUMN (a spec field and the dataset column it is read "
+                             f"from), got '{value}'", field="--field")
+        if name.strip() in columns:
+            raise InputError(f"'{name.strip()}' is given twice", field="--field")
+        columns[name.strip()] = column
+    return columns
 
 
 @dataclass(frozen=True)
@@ -63,9 +85,14 @@ class EvalOptions:
     max_cost: float | None = None  # USD; once spent, no further call starts
     workers: int | None = None  # LM worker processes for remote models; None: auto (evaluate.lm_workers)
     row_pass: str = "mean"  # --repeat: a row passes when its mean sample does ('mean'), all do, or any does
+    log_requests: str | None = None  # a JSONL file: every model call, its request and reply (keys redacted)
+    fields: Sequence[str] = ()  # --field FIELD=COLUMN: the dataset column a spec field is read from
+    data_format: str | None = None  # --data-format; None: by the extension (a folder: what it holds)
     budget: ErrorBudget | None = field(init=False, default=None)  # max_errors, parsed
+    columns: dict[str, str] = field(init=False, default_factory=dict)  # fields, parsed
 
     def __post_init__(self) -> None:
+        self.columns = parse_field_map(self.fields, self.data_format)
         if isinstance(self.shard, str):
             self.shard = parse_shard(self.shard)
         self.budget = ErrorBudget.parse(self.max_errors)
@@ -77,6 +104,22 @@ class EvalOptions:
             raise InputError("--resume needs --out DIR (the interrupted run's folder)")
         if self.retry_errors and self.out_dir is None:
             raise InputError("--retry-errors needs --out DIR (the earlier run's folder)")
+
+
+@dataclass
+class RenderOptions:
+    data: str
+    limit: int | None = None
+    skip_invalid: bool = False
+    attempt: int = 1  # which attempt's request: 1 the first; later ones (local models) decode under a grammar
+    fields: Sequence[str] = ()  # --field FIELD=COLUMN, as for eval
+    data_format: str | None = None  # --data-format; None: by the extension
+    columns: dict[str, str] = field(init=False, default_factory=dict)  # fields, parsed
+
+    def __post_init__(self) -> None:
+        self.columns = parse_field_map(self.fields, self.data_format)
+        if self.attempt < 1:
+            raise InputError("expected 1 or more (1: the first request)", field="--attempt")
 
 
 @dataclass
@@ -109,8 +152,12 @@ class OptimizeOptions:
     # The final KL(best || reference) (local models): on a seeded sample of at most this many
     # validation rows, 2 sampled outputs each; 0: not computed.
     final_kl_rows: int = 32
+    fields: Sequence[str] = ()  # --field FIELD=COLUMN, for --train, --val and --test
+    data_format: str | None = None  # --data-format; None: by the extension
+    columns: dict[str, str] = field(init=False, default_factory=dict)  # fields, parsed
 
     def __post_init__(self) -> None:
+        self.columns = parse_field_map(self.fields, self.data_format)
         if self.val is None and not 0 < self.val_split < 1:
             raise InputError("expected a share between 0 and 1", field="--val-split")
         if self.final_kl_rows < 0:
@@ -131,8 +178,12 @@ class InspectOptions:
     concurrency: int = 8
     use_cache: bool = True
     cache_dir: str | None = None
+    fields: Sequence[str] = ()  # --field FIELD=COLUMN
+    data_format: str | None = None  # --data-format; None: by the extension
+    columns: dict[str, str] = field(init=False, default_factory=dict)  # fields, parsed
 
     def __post_init__(self) -> None:
+        self.columns = parse_field_map(self.fields, self.data_format)
         if self.predictions and self.generate:
             raise InputError("give --predictions or --generate, not both")
 

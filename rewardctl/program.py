@@ -84,7 +84,10 @@ class Program:
             self.format: FieldsFormat | JsonFormat = FieldsFormat(self.signature.inputs, self.signature.outputs)
         else:
             self.format = JsonFormat(self.signature.inputs, self.signature.outputs, self.signature.name)
-        self._structured = needs_structure(self.signature.outputs)
+        # What each reply line holds: the fields format writes an output object's properties
+        # on lines of their own.
+        self.lines = self.format.lines if isinstance(self.format, FieldsFormat) else self.signature.outputs
+        self._structured = needs_structure(self.lines)
         self._grammar: str | None = None
 
     @property
@@ -103,7 +106,7 @@ class Program:
 
     def fields_grammar(self) -> str:
         if self._grammar is None:
-                self._grammar = fields_grammar(self.signature.outputs)
+            self._grammar = fields_grammar(self.lines)
         return self._grammar
 
     def attempt_plan(self) -> list[str]:
@@ -140,16 +143,34 @@ class Program:
                 "name": _schema_name(self.signature.name), "schema": schema, "strict": True}}}
         return {}
 
+    def first_call(self, inputs: dict[str, Any], attempt: int = 0) -> tuple[str, Request, dict[str, Any]]:
+        """How attempt ``attempt`` (0-based) decodes, and the request and constraints (grammar,
+        response_format) of its first call: what ``predict`` sends first (`rewardctl render`).
+        Stepwise decoding's first call is the first line's; a later attempt of a chat model
+        quotes the reply that failed, so only its first attempt is known before calling."""
+        mode = self.attempt_plan()[attempt]
+        request = self.request(inputs)
+        if mode == "stepwise":
+            _, step, grammar = self._step(request, "", 0)
+            return mode, step, {} if grammar is None else {"grammar": grammar}
+        return mode, request, self._constraints(mode)
+
+    def _step(self, request: Request, text: str, i: int) -> tuple[str, Request, str | None]:
+        """Stepwise decoding's request for reply line ``i`` after the reply so far (``text``):
+        the line head the runtime writes, the request, and the line's grammar (None: a string)."""
+        name, spec = list(self.lines.items())[i]
+        head = "" if i == 0 else f"\n{name}:"
+        step = Request([{"role": "user", "content": request.messages[0]["content"] + text + head}],
+                       stop=["\n"], completion=True)
+        return head, step, None if spec.type == "string" else field_grammar(spec)
+
     async def _stepwise(self, request: Request, client: LMClient, prediction: Prediction,
                         **call: Any) -> str:
         """Field-by-field decoding for the `fields` format: returns the reply text as one
         completion would (everything after the prompt's `first_output:`)."""
-        base = request.messages[0]["content"]
         text = ""
-        for i, (name, spec) in enumerate(self.signature.outputs.items()):
-            head = "" if i == 0 else f"\n{name}:"
-            step = Request([{"role": "user", "content": base + text + head}], stop=["\n"], completion=True)
-            grammar = None if spec.type == "string" else field_grammar(spec)
+        for i in range(len(self.lines)):
+            head, step, grammar = self._step(request, text, i)
             completion = await client.complete(step, grammar=grammar, **call)
             prediction.add(completion)
             text += head + completion.text.split("\n", 1)[0]

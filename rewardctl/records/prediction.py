@@ -26,6 +26,8 @@ class PredictionRecord(BaseModel):
 
     index: int | None = Field(None, description="The row's position among the dataset's valid rows (0-based).")
     line: int | None = Field(None, description="The row's line (or record) in the dataset file.")
+    file: str | None = Field(None, description="A folder dataset's row (shards, a save_to_disk folder): "
+                             "the file it was read from, whose row `line` is.")
     sample: int | None = Field(None, description="With eval --repeat: which sample of the row (0-based).")
     inputs: JSON | None = None
     y_true: JSON | None = Field(None, description="The reference outputs.")
