@@ -64,6 +64,20 @@ def test_chain_of_thought_scored_on_answer(tmp_path):
     assert json.loads(result.stdout)["summary"]["reward"] > 0
 
 
+def test_nested_extraction_recipe_reads_its_csv_and_takes_one_call_per_row(tmp_path):
+    """recipes/orders.yaml: a nested object with a nullable field, from a CSV whose order cell is JSON."""
+    result = rewardctl("eval", "recipes/orders.yaml", "--data", "datasets/orders/test.csv", "--limit", "4",
+                       "--json", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"]["count"] == 4 and report["summary"]["errors"] == 0
+    assert report["usage"]["requests"] == 4  # one plain completion per row: order.* lines
+    preds = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["line"] for p in preds] == [2, 3, 4, 5]  # the CSV's lines: the header is line 1
+    assert preds[3]["y_true"]["order"]["city"] is None  # a null reference, read from the JSON cell
+    assert all(set(p["y_pred"]["order"]) == {"customer", "item", "quantity", "city", "gift_wrap"} for p in preds)
+
+
 def test_json_prompt_format_on_the_local_model(tmp_path):
     spec = (ROOT / "recipes" / "capitals.yaml").read_text().replace(
         "  max_tokens: 16\n", "  max_tokens: 24\n  prompt_format: json\n")
