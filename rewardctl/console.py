@@ -7,14 +7,18 @@ import io
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from rewardctl.progress import Progress, ProgressCallback
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def stderr_console() -> Console:
+    # rich costs start-up time that `validate` and `--json` output never need.
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=False)
 
 

@@ -19,9 +19,10 @@ Controllers give the penalty coefficient beta: ``FixedKLController(kl_coef)``, o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 KLKind = Literal["k1", "k2", "k3"]
 
@@ -31,6 +32,8 @@ __all__ = ["AdaptiveKLController", "FixedKLController", "KLKind", "estimate", "s
 def estimate(logp: Sequence[float] | np.ndarray, ref_logp: Sequence[float] | np.ndarray,
              kind: KLKind = "k1", mask: Sequence[bool] | np.ndarray | None = None) -> np.ndarray:
     """Per-token KL estimates of one sequence (or any array of matching shape)."""
+    import numpy as np  # start-up time: the spec imports the optimizers, only a KL estimate needs numpy
+
     logp = np.asarray(logp, dtype=np.float64)
     ref_logp = np.asarray(ref_logp, dtype=np.float64)
     if logp.shape != ref_logp.shape:
@@ -80,5 +83,5 @@ class AdaptiveKLController:
         self.horizon = int(horizon)
 
     def update(self, current_kl: float, n_steps: int) -> None:
-        proportional_error = float(np.clip(current_kl / self.target - 1, -0.2, 0.2))
+        proportional_error = min(max(float(current_kl) / self.target - 1, -0.2), 0.2)
         self.value *= 1 + proportional_error * n_steps / self.horizon

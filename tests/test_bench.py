@@ -51,6 +51,15 @@ def test_embedded_bench_replays_the_same_completions():
     assert re.search(r"ratio\s+\d+\.\d+x", out)
 
 
+@pytest.mark.e2e
+def test_startup_bench_times_each_command_beside_its_target(tmp_path):
+    """Prepares the cache on the embedded model (2 rows), then times fresh processes."""
+    out = bench("startup.py", "--rows", 2, "--repeats", 1, "--cache-dir", tmp_path / "cache")
+    assert "prepared the cache" in out and "2 requests" in out
+    for command, target in (("--help", "1.00"), ("validate", "1.00"), ("eval (2 cached)", "1.50")):
+        assert re.search(rf"^{re.escape(command)}\s+\d+\.\d+s\s+\d+\.\d+s\s+{target}s\s+\d+\.\d+x", out, re.MULTILINE), command
+
+
 def test_dataset_bench_streams_every_format_in_a_child_process():
     out = bench("dataset_memory.py", "--rows", 3000)
     assert "baseline (a child that only imports)" in out

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rewardctl.modelconfig import ModelConfig
-from rewardctl.records.optimize import StepScore
 from rewardctl.registry import Registry
 from rewardctl.state import Example, ProgramState
+
+if TYPE_CHECKING:
+    from rewardctl.records.optimize import StepScore
 
 
 class OptimizerConfig(BaseModel):
@@ -131,7 +133,7 @@ class Optimizer:
     async def evaluate(self, runner: CandidateRunner, state: ProgramState, rows: list[Any], seed: int) -> StepScore:
         """Score a candidate on rows: ``objective`` decides selection; the other statistics go
         into the step's history. Default: the mean reward of the program's (greedy) outputs."""
-        return StepScore(objective=await runner.mean(state, rows))
+        return step_score(objective=await runner.mean(state, rows))
 
     def after_step(self, stats: StepScore) -> None:
         """Called after each step's candidate was scored (the kl optimizer adapts beta here)."""
@@ -199,3 +201,11 @@ def demo(inputs: dict[str, Any], output: dict[str, Any], outputs: list[str]) -> 
 
 
 OPTIMIZERS: Registry[Optimizer] = Registry("optimizer")
+
+
+def step_score(**stats: Any) -> StepScore:
+    """A candidate's scores (``evaluate``'s result), as the optimize report records a step."""
+    # Start-up time: the spec imports every optimizer; only an optimize run builds its records.
+    from rewardctl.records.optimize import StepScore
+
+    return StepScore(**stats)

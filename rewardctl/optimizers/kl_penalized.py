@@ -19,17 +19,18 @@ reference would rarely write; the penalty makes that drift cost what it is worth
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from rewardctl.kl import AdaptiveKLController, FixedKLController, sequence_kl
 from rewardctl.modelconfig import ModelConfig
-from rewardctl.optimizers.base import OPTIMIZERS, CandidateRunner
+from rewardctl.optimizers.base import OPTIMIZERS, CandidateRunner, step_score
 from rewardctl.optimizers.random_few_shot import RandomFewShot, RandomFewShotConfig
-from rewardctl.records.optimize import StepScore
 from rewardctl.state import ProgramState
+
+if TYPE_CHECKING:
+    from rewardctl.records.optimize import StepScore
 
 KL_BAND = (0.0, 10.0)
 
@@ -77,6 +78,8 @@ class KLPenalized(RandomFewShot):
         self.reference = state
 
     async def evaluate(self, runner: CandidateRunner, state: ProgramState, rows: list[Any], seed: int) -> StepScore:
+        import numpy as np  # start-up time: the spec imports every optimizer, only this step needs numpy
+
         cfg = self.config
         samples = await runner.sample(state, self.reference, rows, n=cfg.samples_per_row,
                                       max_tokens=cfg.max_sample_tokens, seed=seed)
@@ -87,7 +90,7 @@ class KLPenalized(RandomFewShot):
         kl = float(np.mean(kls)) if kls else 0.0
         kl_stderr = float(np.std(kls, ddof=1) / np.sqrt(len(kls))) if len(kls) > 1 else 0.0
         score = float(np.mean(rewards)) if rewards else 0.0
-        return StepScore(
+        return step_score(
             objective=score - beta * kl, score=score, kl=kl, kl_stderr=kl_stderr, beta=beta,
             non_score_reward=-beta * kl, entropy=float(np.mean(entropies)) if entropies else 0.0,
             samples=len(samples), kl_in_band=KL_BAND[0] <= kl <= KL_BAND[1], kl_negative=kl < 0)

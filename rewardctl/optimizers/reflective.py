@@ -64,7 +64,7 @@ import hashlib
 import json
 import random
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -80,11 +80,14 @@ from rewardctl.optimizers.base import (
     Observation,
     Optimizer,
     OptimizerConfig,
+    step_score,
 )
 from rewardctl.optimizers.kl_penalized import KLConfig, KLPenalized
 from rewardctl.prompting import json_one_line
-from rewardctl.records.optimize import StepScore
 from rewardctl.state import Example, ProgramState
+
+if TYPE_CHECKING:
+    from rewardctl.records.optimize import StepScore
 
 PERFECT = 1.0  # a batch whose every row scores this much has nothing to reflect on
 VALUE_SHOWN = 300  # characters of one value shown to the reflection model
@@ -212,7 +215,7 @@ class Reflective(Optimizer):
                 if scores.reward is not None:  # a row the provider failed is not a score
                     known[row_key(row)] = scores.reward
         values = [known[k] for k in map(row_key, rows) if k in known]
-        return StepScore(objective=sum(values) / len(values) if values else 0.0)
+        return step_score(objective=sum(values) / len(values) if values else 0.0)
 
     async def _evaluate_kl(self, runner: CandidateRunner, state: ProgramState, rows: list[Any],
                            seed: int) -> StepScore:

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -96,6 +95,8 @@ def _finite(v: float | None) -> bool:
 
 
 def _correlation_plot(plt: Any, agreement: AgreementCheck) -> bytes:
+    import numpy as np  # start-up time: of this report, only the correlation plot needs numpy
+
     labels = agreement.evidence.scores
     rho = agreement.evidence.spearman
     matrix = np.array([[rho[a].get(b) if rho[a].get(b) is not None else np.nan for b in labels] for a in labels],
