@@ -80,7 +80,7 @@ def test_each_sample_is_its_own_request_and_seed(seed):
     client = LMClient(ModelConfig(name="openai/x", temperature=1, seed=seed))
     seen = []
 
-    async def call(request, params):
+    async def call(request, params, attempt=0):
         seen.append(params.get("seed"))
         return Completion("{}", "stop", 1, 1, cached=False, latency_s=0.0)
 
