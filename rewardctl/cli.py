@@ -247,7 +247,7 @@ def eval_command(
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Ask the failed rows of the run in --out again (finished or interrupted) and rewrite its outputs.")] = False,
     shard: Annotated[str | None, typer.Option(help="K/N: evaluate only the K-th of N shards (rows dealt round-robin); join the shards with `rewardctl merge`.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Budget in USD: once spent, no further request starts and the run stops cleanly (every row is still recorded).")] = None,
-    workers: Annotated[int | None, typer.Option(min=0, help="Processes that make the litellm calls to a remote model (0: this process) [default: one per core, up to 4, at --concurrency 32+ over 1,000+ rows; else 0].", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Processes that make the litellm calls to a remote model (0: this process) [default: 0 for a chat model on an OpenAI-compatible server (api_base); else one per core, up to 4, at --concurrency 32+ over 1,000+ rows; else 0].", show_default=False)] = None,
     log_requests: Annotated[Path | None, typer.Option("--log-requests", help="Write every model call to this JSONL file as the run goes: row, attempt, the request (as `rewardctl render` shows it), the reply, usage, latency, error; cache hits marked cached. Keys are never written.", show_default=False)] = None,
     junit: JunitOpt = None,
     json_out: JsonOpt = False,

@@ -57,10 +57,12 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
     raise FileExistsError(f"no unused temporary name in {folder}")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsynced, then
     renamed over ``path``; the temporary file is removed if anything fails. The file gets the
-    permissions of a normally created one (the umask applies)."""
+    permissions of a normally created one (the umask applies). ``sync=False`` skips the fsync: the
+    rename still never shows a half-written file to a process, only a crash of the whole machine
+    may lose it (for a file rewritten many times a second)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

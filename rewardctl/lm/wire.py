@@ -2,9 +2,10 @@
 arguments, the prompt and grammar the embedded model runs, and the HTTP body litellm POSTs to an
 OpenAI-compatible server (`rewardctl render`, `eval --log-requests`).
 
-The body is litellm's own: the call runs through ``litellm.acompletion`` unchanged but for its
-api_base, which points at a server on 127.0.0.1 that records the request and answers an empty
-reply. Nothing leaves the machine and no key is sent (a placeholder stands in).
+The body is the one eval sends: the call runs the path eval's call takes (rewardctl.lm.served's
+route for a chat call to an OpenAI-compatible server, else ``litellm.acompletion``) unchanged
+but for its api_base, which points at a server on 127.0.0.1 that records the request and answers
+an empty reply. Nothing leaves the machine and no key is sent (a placeholder stands in).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from rewardctl.lm.litellm_setup import get_litellm, with_client
+from rewardctl.lm.litellm_setup import send
 from rewardctl.lm.local import engine_prompt, grammar_source, sampling_kwargs
 from rewardctl.records.request import REDACTED
 
@@ -138,15 +139,14 @@ class BodyCapture:
             writer.close()
 
     async def http(self, call: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
-        """(url, JSON body) that litellm sends for ``call`` (an OpenAI-compatible route), or why
-        none was captured."""
+        """(url, JSON body) that eval's call sends for ``call`` (an OpenAI-compatible route), or
+        why none was captured."""
         base = urlsplit(str(call.get("api_base") or _DEFAULT_BASE))
         probe = {**call, "api_base": f"http://127.0.0.1:{self.port}{base.path}", "api_key": "rewardctl-render",
                  "num_retries": 0}
         before = len(self.requests)
-        litellm = get_litellm()
         try:
-            await asyncio.wait_for(litellm.acompletion(**with_client(probe)), 60)
+            await asyncio.wait_for(send(probe), 60)  # the path eval's call takes
         except Exception as exc:  # noqa: BLE001 (litellm raises many classes; the body may still be in)
             failure = f"{type(exc).__name__}: {exc}"
         else:

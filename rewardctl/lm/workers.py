@@ -1,16 +1,18 @@
 """LM worker processes: litellm calls to remote models spread over several processes.
 
-Why: litellm spends 3-5 ms of CPU on every call (building the request through the OpenAI SDK,
-pricing the response, logging), so one Python process tops out near 250 calls/s however many are
-in flight; at 64 concurrent calls of 200 ms that is the bottleneck (measured: eval at 1.9x the
-ideal time on 2 cores). Each worker runs its own event loop and its own litellm, so the calls use
-every core; the main process keeps everything else (prompts, parsing, the cache, retries, scoring,
-writing), so behaviour is the same with or without workers.
+Why: litellm.acompletion spends 2.5-4.5 ms of CPU on every call (building the request, through
+the OpenAI SDK on openai/, pricing the response, logging), so one Python process tops out near
+250-400 calls/s however many are in flight. Each worker runs its own event loop and its own
+litellm, so the calls use every core; the main process keeps everything else (prompts, parsing,
+the cache, retries, scoring, writing), so behaviour is the same with or without workers. Chat
+calls to an OpenAI-compatible server take rewardctl.lm.served's route instead, about 0.3 ms a
+call: passing one to a worker and back costs as much, so eval starts none for them unless asked
+(evaluate.lm_workers); a worker sends them on that route too.
 
 Protocol: JSON lines over the worker's stdin/stdout. A request is ``{"id", "op", ...}``; ops are
-``call`` (litellm.acompletion or a Router's, with the given keyword arguments), ``prices`` (the
-model's per-token prices from litellm's offline map) and ``schema`` (whether litellm says the
-model supports a JSON Schema response_format). A reply is ``{"id", "ok": true, ...}`` or
+``call`` (rewardctl.lm.litellm_setup.send, or a Router's acompletion, with the given keyword
+arguments), ``prices`` (the model's per-token prices from litellm's offline map) and ``schema``
+(whether litellm says the model supports a JSON Schema response_format). A reply is ``{"id", "ok": true, ...}`` or
 ``{"id", "ok": false, "name", "status", "message", "retry_after"}`` describing the exception, so
 that the main process retries exactly as it would have in-process. Keys travel only over the
 pipe. Workers ignore Ctrl-C (the main process handles it) and exit when their stdin closes.
@@ -33,10 +35,10 @@ from rewardctl.lm.client import (
     _retry_after,
     _status,
     fault_kind,
-    read_reply,
     request_deadline,
 )
-from rewardctl.lm.litellm_setup import close_clients, get_litellm, missing_keys, with_client
+from rewardctl.lm.litellm_setup import close_clients, get_litellm, missing_keys, send
+from rewardctl.lm.reply import read_reply
 
 STREAM_LIMIT = 64 * 1024 * 1024  # a request holds whole prompts
 
@@ -165,6 +167,10 @@ def _describe(exc: BaseException) -> dict[str, Any]:
             "retry_after": _retry_after(exc), "kind": fault_kind(exc), "reason": _network_reason(exc)}
 
 
+async def _read(pending: Any) -> tuple[str, str, int, int]:
+    return read_reply(await pending)
+
+
 async def _serve(out: Any) -> None:
     litellm = get_litellm()
     loop = asyncio.get_running_loop()
@@ -207,13 +213,13 @@ async def _serve(out: Any) -> None:
                 if key not in routers:
                     routers[key] = litellm.Router(model_list=request["router"], routing_strategy="simple-shuffle",
                                                   num_retries=0, allowed_fails=2, cooldown_time=5)
-                pending = routers[key].acompletion(**kwargs)
+                pending = _read(routers[key].acompletion(**kwargs))
             else:
-                pending = litellm.acompletion(**with_client(kwargs))
+                pending = send(kwargs)  # rewardctl.lm.served's route, or litellm.acompletion
             # model.timeout bounds the whole request here too (the main process gives up at the
             # same deadline; this frees the worker's connection).
-            text, finish_reason, prompt_tokens, completion_tokens = read_reply(
-                await asyncio.wait_for(pending, request_deadline(float(kwargs.get("timeout") or 600))))
+            text, finish_reason, prompt_tokens, completion_tokens = await asyncio.wait_for(
+                pending, request_deadline(float(kwargs.get("timeout") or 600)))
             reply({"id": request_id, "ok": True, "text": text, "finish_reason": finish_reason,
                    "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
         except Exception as exc:  # noqa: BLE001 (every failure goes back to the main process)
