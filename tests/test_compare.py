@@ -208,17 +208,28 @@ def test_junit_has_a_case_per_paired_row_and_per_score(tmp_path):
 
 @pytest.mark.e2e
 def test_on_the_embedded_model_dropping_the_demos_is_a_regression_and_a_rerun_is_not(tmp_path):
-    """Real runs of the chain-of-thought recipe, 16 rows: with its demos, without them, and again."""
+    """Real runs of the chain-of-thought recipe, 10 rows: with its demos, without them, and again.
+
+    Sized for the suite's time (issue 17). With its demos the recipe answers 8 of the first 10
+    rows right; without them no reply parses, so eval exits 3 (every row failed) after writing its
+    outputs, and the exact McNemar test's p is 2 * 0.5**8 = 0.008 (under 0.05 down to 6 flips).
+    The demo-less run makes no parse retries: measured, its stepwise and grammar attempts (about 3
+    more calls a row, up to 48 tokens each: 27 s of this test's 38 s) rescued none of these rows
+    (one of the first 24)."""
     recipe = (ROOT / "recipes" / "continents_cot.yaml").read_text()
     start, end = recipe.index("examples:"), recipe.index("rewards:")
-    no_demos = write(tmp_path / "no_demos.yaml", recipe[:start] + "examples: []\n" + recipe[end:])
+    text = (recipe[:start] + "examples: []\n" + recipe[end:]).replace(
+        "  max_tokens: 48\n", "  max_tokens: 48\n  max_parse_retries: 0\n")
+    assert "max_parse_retries: 0" in text
+    no_demos = write(tmp_path / "no_demos.yaml", text)
     data = ROOT / "datasets" / "continents" / "test.jsonl"
     runs = {}
     for name, spec, extra in (("demos", ROOT / "recipes" / "continents_cot.yaml", []), ("no_demos", no_demos, []),
                               ("rerun", ROOT / "recipes" / "continents_cot.yaml", ["--no-cache"])):
-        result = runner.invoke(app, ["eval", str(spec), "-d", str(data), "--limit", "16", "--out",
+        result = runner.invoke(app, ["eval", str(spec), "-d", str(data), "--limit", "10", "--out",
                                      str(tmp_path / name), "-q", *extra])
-        assert result.exit_code in (0, 1), result.output
+        every_row_failed = result.exit_code == 3 and "every row failed" in result.output
+        assert result.exit_code in (0, 1) or (name == "no_demos" and every_row_failed), result.output
         runs[name] = tmp_path / name
     result, report = compare(runs["demos"], runs["no_demos"], "--fail-on-regression")
     total = report["scores"][0]

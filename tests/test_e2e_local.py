@@ -214,27 +214,51 @@ def test_optimize_interrupted_by_sigint_then_resumed_ends_like_an_uninterrupted_
     assert comparable(resumed_report) == comparable(whole_report)
 
 
-def _gamed_run(tmp_path, name, *extra):
-    test = (ROOT / "datasets/capitals/test.jsonl").read_text().splitlines()[:24]
+def _gamed_run(tmp_path, name, spec, *extra):
+    """An optimize run on the gamed recipe's first 20 training rows (alternately terse and verbose
+    references; 14 train, 6 validation) and the first 12 test rows. Every sampled output is decoded
+    token by token and scored under the reference, and no cache answers it, so the runs stay this
+    small (issue 17); the drift they show is as wide as on the whole sets."""
+    train = (ROOT / "datasets/capitals_gamed/train.jsonl").read_text().splitlines()[:20]
+    (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
+    test = (ROOT / "datasets/capitals/test.jsonl").read_text().splitlines()[:12]
     (tmp_path / "test.jsonl").write_text("\n".join(test) + "\n")
-    result = rewardctl("optimize", "recipes/capitals_gamed.yaml", "--train", "datasets/capitals_gamed/train.jsonl",
-                       "--test", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / name), "-q", "--json", *extra)
+    # --final-kl-rows 3: the best state's KL from 6 sampled outputs (the drifted state's k1: 14.7
+    # +- 0.9 nats on them, 15.7 +- 0.6 on all 6 validation rows; far from the bound below).
+    result = rewardctl("optimize", str(spec), "--train", str(tmp_path / "train.jsonl"),
+                       "--test", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / name), "-q", "--json",
+                       "--final-kl-rows", "3", *extra)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_kl_optimizer_keeps_the_true_metric_where_reward_alone_drifts(tmp_path):
-    drift = _gamed_run(tmp_path, "few_shot", "--optimizer", "random_few_shot")
-    kept = _gamed_run(tmp_path, "kl")
+    recipe = ROOT / "recipes/capitals_gamed.yaml"
+    text = recipe.read_text()
+    # Reward alone: random_few_shot, 2 epochs (the drift is complete after the second: validation
+    # reward 0.39 -> 0.81), without the extra baselines (zero-shot, 3 and 8 demos), which only cost
+    # calls here. Measured on these rows: test reward 0.384 -> 0.778, exact match 0.917 -> 0.0.
+    drift_spec = tmp_path / "drift.yaml"
+    drift_spec.write_text(text[: text.index("optimizer:")]
+                          + "optimizer: {type: random_few_shot, epochs: 2, baseline_demos: []}\n")
+    drift = _gamed_run(tmp_path, "few_shot", drift_spec)
+    # The recipe's kl optimizer, one epoch: its second step proposes verbose demos.
+    kept = _gamed_run(tmp_path, "kl", recipe, "--epochs", "1")
     # Reward alone: the gamed reward rises, exact match falls, the program moves far from its reference.
     assert drift["test"]["optimized"] > drift["test"]["baseline"] + 0.2
     assert drift["test"]["scores"]["correct"]["optimized"] < drift["test"]["scores"]["correct"]["baseline"] - 0.4
-    assert drift["kl_to_reference"]["k1"] > 5  # 7.4 nats measured
+    assert drift["kl_to_reference"]["k1"] > 5  # 7.4 nats measured on the whole sets, 14.7 here
     # The kl optimizer stays in the band and keeps the true metric.
     assert kept["kl_to_reference"]["k1"] < drift["kl_to_reference"]["k1"] / 2
     assert kept["test"]["scores"]["correct"]["optimized"] >= kept["test"]["scores"]["correct"]["baseline"] - 0.1
     steps = kept["steps"]
     assert steps and {"score", "kl", "beta", "non_score_reward", "objective", "entropy"} <= set(steps[0])
+    # It met a candidate that reward alone would take (more reward than the initial program on the
+    # same 6 validation rows) and the KL penalty sank it. Measured: reward 0.464 against 0.394,
+    # KL 5.7 nats, objective -0.107.
+    initial = kept["baselines"][0]["val_objective"]
+    assert any(step["score"] > initial > step["objective"] for step in steps)
     for step in steps:
         assert step["non_score_reward"] == pytest.approx(-step["beta"] * step["kl"])
         assert step["objective"] == pytest.approx(step["score"] - step["beta"] * step["kl"])
@@ -243,18 +267,28 @@ def test_kl_optimizer_keeps_the_true_metric_where_reward_alone_drifts(tmp_path):
     assert checkpoint["optimizer_state"]["beta"] == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_kl_optimizer_resumes_to_the_same_result(tmp_path):
+    # Sampled outputs are never cached and the whole run repeats them all, so the runs are the
+    # smallest that still cross an epoch boundary (issue 17): 12 training rows (8 train, one step
+    # an epoch; 4 validation), 1 sample a row, and no final KL, which is not compared (it sampled
+    # 2 outputs on each validation row at the end of every run whose best state had moved).
+    # Measured: 40 sampled outputs in all, 116 before; 33 s on an idle 2-core machine, 57 s before.
     spec = (ROOT / "recipes/capitals_gamed.yaml").read_text().replace("epochs: 3", "epochs: 2").replace(
         "val_batch_size: 8", "val_batch_size: 4").replace("samples_per_row: 2", "samples_per_row: 1")
     (tmp_path / "gamed.yaml").write_text(spec)
-    train = (ROOT / "datasets/capitals_gamed/train.jsonl").read_text().splitlines()[:20]
+    train = (ROOT / "datasets/capitals_gamed/train.jsonl").read_text().splitlines()[:12]
     (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
     args = ["optimize", str(tmp_path / "gamed.yaml"), "--train", str(tmp_path / "train.jsonl"), "-q", "--json",
-            "--optimizer", "kl", "--seed", "3"]
+            "--optimizer", "kl", "--seed", "3", "--final-kl-rows", "0"]
     first = rewardctl(*args, "--out", str(tmp_path / "parts"), "--epochs", "1")
     assert first.returncode == 0, first.stderr
-    resumed = json.loads(rewardctl(*args, "--out", str(tmp_path / "parts"), "--resume").stdout)
-    whole = json.loads(rewardctl(*args, "--out", str(tmp_path / "whole")).stdout)
+    resumed_run = rewardctl(*args, "--out", str(tmp_path / "parts"), "--resume")
+    assert resumed_run.returncode == 0, resumed_run.stderr
+    whole_run = rewardctl(*args, "--out", str(tmp_path / "whole"))
+    assert whole_run.returncode == 0, whole_run.stderr
+    resumed, whole = json.loads(resumed_run.stdout), json.loads(whole_run.stdout)
+    assert len(whole["history"]) == 2 and whole["steps"]  # two epochs ran and scored candidates
     def strip(r):
         return (([{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]], r["steps"], r["best"]))
     assert resumed["resumed_from_epoch"] == 1 and strip(resumed) == strip(whole)
