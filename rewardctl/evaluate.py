@@ -13,6 +13,7 @@ the report belong to the report layer, which the caller passes in as ``write_rep
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections import deque
@@ -49,7 +50,6 @@ OUTAGE_ROWS = 3  # rows in a row that could not reach the server: an outage, and
 USAGE_FILE = "usage.partial.json"  # an unfinished run's usage so far, for --resume to add to
 
 ReportWriter = Callable[[EvalReport], None]
-_RECORD_DEFAULTS: dict[str, Any] | None = None
 
 
 def lm_workers(spec: ProgramSpec, options: EvalOptions, total: int | None) -> int:
@@ -100,11 +100,16 @@ def to_record(row: Row, pred: Prediction, scores: RowScores, sample: int | None,
 
 
 def _record_defaults() -> dict[str, Any]:
-    global _RECORD_DEFAULTS
-    if _RECORD_DEFAULTS is None:
-        _RECORD_DEFAULTS = {name: field.default for name, field in PredictionRecord.model_fields.items()
-                            if field.default_factory is None}
-    return {**_RECORD_DEFAULTS, "components": {}, "ungraded": {}}
+    """PredictionRecord's defaults, each factory's called afresh (a record owns its own dict)."""
+    fixed, factories = _record_default_sources()
+    return {**fixed, **{name: factory() for name, factory in factories.items()}}
+
+
+@functools.cache
+def _record_default_sources() -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
+    fields = PredictionRecord.model_fields
+    return ({name: f.default for name, f in fields.items() if f.default_factory is None},
+            {name: f.default_factory for name, f in fields.items() if f.default_factory is not None})
 
 
 def from_record(record: PredictionRecord) -> Prediction:
